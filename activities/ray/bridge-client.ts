@@ -1,0 +1,138 @@
+/**
+ * The Node side of the Python bridge: spawns `python -m pantheon_runtime.bridge`,
+ * speaks JSON lines over its stdio, and starts it again if it dies. Calls in
+ * flight when the bridge dies fail with BridgeLostError; the activity that made
+ * them is retried by Temporal and re-attaches to its Ray task by key.
+ */
+import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
+import * as readline from 'node:readline';
+import type { Logger } from 'pino';
+
+export class BridgeLostError extends Error {
+  override name = 'BridgeLostError';
+}
+
+export class BridgeCallError extends Error {
+  constructor(
+    readonly type: string,
+    message: string,
+  ) {
+    super(message);
+    this.name = 'BridgeCallError';
+  }
+}
+
+export interface BridgeOptions {
+  python: string;
+  rayTasksDir: string;
+  rayAddress: string;
+  logger: Logger;
+  /** How long to wait for the bridge to connect to Ray. */
+  startTimeoutMs?: number;
+  env?: NodeJS.ProcessEnv;
+}
+
+interface Pending {
+  resolve: (value: unknown) => void;
+  reject: (err: Error) => void;
+}
+
+export class RayBridge {
+  private child?: ChildProcessWithoutNullStreams;
+  private starting?: Promise<ChildProcessWithoutNullStreams>;
+  private readonly pending = new Map<number, Pending>();
+  private nextId = 1;
+  private closed = false;
+
+  constructor(private readonly options: BridgeOptions) {}
+
+  /** Starts the bridge now rather than on the first call. */
+  async start(): Promise<void> {
+    await this.ensureRunning();
+  }
+
+  get pid(): number | undefined {
+    return this.child?.pid;
+  }
+
+  async call<T>(method: string, params: unknown = {}): Promise<T> {
+    const child = await this.ensureRunning();
+    const id = this.nextId++;
+    return new Promise<T>((resolve, reject) => {
+      this.pending.set(id, { resolve: resolve as (value: unknown) => void, reject });
+      child.stdin.write(JSON.stringify({ id, method, params }) + '\n');
+    });
+  }
+
+  async close(): Promise<void> {
+    this.closed = true;
+    const child = this.child;
+    if (!child || child.exitCode !== null) return;
+    const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+    child.stdin.end();
+    const timer = setTimeout(() => child.kill('SIGKILL'), 5_000);
+    await exited;
+    clearTimeout(timer);
+  }
+
+  private ensureRunning(): Promise<ChildProcessWithoutNullStreams> {
+    if (this.closed) return Promise.reject(new BridgeLostError('the Ray bridge is closed'));
+    if (this.child && this.child.exitCode === null && !this.starting) return Promise.resolve(this.child);
+    this.starting ??= this.spawnBridge().finally(() => {
+      this.starting = undefined;
+    });
+    return this.starting;
+  }
+
+  private spawnBridge(): Promise<ChildProcessWithoutNullStreams> {
+    const { python, rayTasksDir, rayAddress, logger } = this.options;
+    const child = spawn(python, ['-u', '-m', 'pantheon_runtime.bridge'], {
+      cwd: rayTasksDir,
+      env: { ...process.env, ...this.options.env, PYTHONPATH: rayTasksDir, RAY_ADDRESS: rayAddress },
+      stdio: ['pipe', 'pipe', 'pipe'],
+    });
+    const stderr = readline.createInterface({ input: child.stderr });
+    stderr.on('line', (line) => logger.debug({ bridge: line }, 'bridge stderr'));
+    return new Promise((resolve, reject) => {
+      let ready = false;
+      const timer = setTimeout(() => {
+        child.kill('SIGKILL');
+        reject(new BridgeLostError(`the Ray bridge did not connect to Ray at ${rayAddress} in time`));
+      }, this.options.startTimeoutMs ?? 60_000);
+      const lines = readline.createInterface({ input: child.stdout });
+      lines.on('line', (line) => {
+        let message: { id?: number; event?: string; result?: unknown; error?: { type: string; message: string } };
+        try {
+          message = JSON.parse(line);
+        } catch {
+          logger.warn({ line }, 'unparseable line from the Ray bridge');
+          return;
+        }
+        if (message.event === 'ready') {
+          ready = true;
+          clearTimeout(timer);
+          this.child = child;
+          logger.info({ pid: child.pid, rayAddress }, 'Ray bridge ready');
+          resolve(child);
+          return;
+        }
+        const pending = message.id === undefined ? undefined : this.pending.get(message.id);
+        if (!pending || message.id === undefined) return;
+        this.pending.delete(message.id);
+        if (message.error) pending.reject(new BridgeCallError(message.error.type, message.error.message));
+        else pending.resolve(message.result);
+      });
+      child.once('exit', (code, signal) => {
+        clearTimeout(timer);
+        if (this.child === child) this.child = undefined;
+        const lost = new BridgeLostError(`the Ray bridge exited (code ${code}, signal ${signal})`);
+        for (const [id, pending] of this.pending) {
+          this.pending.delete(id);
+          pending.reject(lost);
+        }
+        if (!ready) reject(lost);
+        else if (!this.closed) logger.warn({ code, signal }, 'Ray bridge exited; it restarts on the next call');
+      });
+    });
+  }
+}

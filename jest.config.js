@@ -1,0 +1,43 @@
+/**
+ * Three projects: `replay` (recorded histories against today's workflow code),
+ * `unit` (pure code, plus adapters that need only their own small server) and
+ * `integration` (the real local stack: Temporal dev server, Ray head
+ * and worker nodes, local Qdrant). The stack is started by the integration
+ * project's global setup only when an integration test is selected.
+ */
+// isolatedModules comes from tsconfig.json: each file is compiled on its own, fast.
+const transform = { '^.+\\.ts$': 'ts-jest' };
+
+module.exports = {
+  // Two cores: integration files share one Ray cluster, so they run one at a time.
+  maxWorkers: 1,
+  // Generous: integration steps wait on real services; unit tests finish long before.
+  testTimeout: 180_000,
+  reporters: ['default', '<rootDir>/test/helpers/summary-reporter.js'],
+  projects: [
+    {
+      // Replays recorded histories against today's workflow code: no server needed.
+      displayName: 'replay',
+      testEnvironment: 'node',
+      roots: ['<rootDir>/test/replay'],
+      testMatch: ['**/*.test.ts'],
+      transform,
+    },
+    {
+      displayName: 'unit',
+      testEnvironment: 'node',
+      roots: ['<rootDir>/test/unit'],
+      testMatch: ['**/*.test.ts'],
+      transform,
+    },
+    {
+      displayName: 'integration',
+      testEnvironment: 'node',
+      roots: ['<rootDir>/test/integration'],
+      testMatch: ['**/*.test.ts'],
+      transform,
+      globalSetup: '<rootDir>/test/helpers/global-setup.ts',
+      globalTeardown: '<rootDir>/test/helpers/global-teardown.ts',
+    },
+  ],
+};

@@ -1,0 +1,1 @@
+"""The Python side of the orchestrator that runs on Ray: dispatcher, step runner, bridge."""

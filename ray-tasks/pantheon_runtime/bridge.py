@@ -1,0 +1,129 @@
+"""The bridge between a Node worker and Ray: JSON lines over stdio.
+
+Each request line is `{"id": n, "method": "...", "params": {...}}`; each answer
+is `{"id": n, "result": ...}` or `{"id": n, "error": {"type", "message"}}`.
+Requests are served concurrently. The first line written is
+`{"event": "ready", ...}` once the bridge is connected to Ray and the
+dispatcher exists. Anything else that writes to stdout (Ray's own logging) is
+sent to stderr, so the protocol stream stays clean.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import sys
+from typing import Any, Awaitable, Callable
+
+import ray
+
+from .dispatcher import Dispatcher
+from .runner import DISPATCHER_NAME, NAMESPACE
+
+
+class Bridge:
+    def __init__(self, out) -> None:
+        self._out = out
+        self._dispatcher = None
+
+    def dispatcher(self):
+        if self._dispatcher is None:
+            # The dispatcher lives on the head when the cluster offers the marker resource,
+            # so losing a worker node never loses the owner of the steps.
+            on_head = ray.cluster_resources().get("pantheon_head", 0) > 0
+            self._dispatcher = Dispatcher.options(
+                name=DISPATCHER_NAME,
+                namespace=NAMESPACE,
+                lifetime="detached",
+                get_if_exists=True,
+                max_concurrency=100_000,
+                resources={"pantheon_head": 0.001} if on_head else None,
+            ).remote()
+        return self._dispatcher
+
+    async def call_dispatcher(self, method: str, *args: Any) -> Any:
+        try:
+            return await getattr(self.dispatcher(), method).remote(*args)
+        except ray.exceptions.ActorDiedError:
+            self._dispatcher = None  # it will be created again on the next call
+            raise
+
+    async def ping(self, _params: dict) -> dict:
+        info = await self.call_dispatcher("ping")
+        return {"rayVersion": ray.__version__, "dispatcher": info}
+
+    async def submit(self, p: dict) -> dict:
+        call = {"task": p["task"], "args": p.get("args", []), "kwargs": p.get("kwargs", {}), "options": p.get("options", {}), "limits": p["limits"]}
+        return await self.call_dispatcher("submit", p["key"], p["run"], p["attempt"], call)
+
+    async def wait(self, p: dict) -> dict:
+        return await self.call_dispatcher("wait", p["key"], p["generation"])
+
+    async def status(self, p: dict) -> Any:
+        return await self.call_dispatcher("status", p["key"])
+
+    async def cancel(self, p: dict) -> dict:
+        return await self.call_dispatcher("cancel", p["key"], bool(p.get("force", False)))
+
+    async def cluster(self, _params: dict) -> dict:
+        nodes = [
+            {"nodeId": n["NodeID"], "alive": n["Alive"], "resources": n["Resources"], "labels": n.get("Labels", {})}
+            for n in ray.nodes()
+        ]
+        return {"nodes": nodes, "available": ray.available_resources()}
+
+    def write(self, message: dict) -> None:
+        self._out.write(json.dumps(message, separators=(",", ":")) + "\n")
+        self._out.flush()
+
+    async def handle(self, line: str) -> None:
+        try:
+            request = json.loads(line)
+        except ValueError as err:
+            self.write({"id": None, "error": {"type": "BadRequest", "message": str(err)}})
+            return
+        request_id = request.get("id")
+        handler: Callable[[dict], Awaitable[Any]] | None = getattr(self, request.get("method", ""), None)
+        if request.get("method") not in METHODS or handler is None:
+            self.write({"id": request_id, "error": {"type": "BadRequest", "message": f"unknown method {request.get('method')!r}"}})
+            return
+        try:
+            result = await handler(request.get("params") or {})
+            self.write({"id": request_id, "result": result})
+        except Exception as err:  # noqa: BLE001 — every failure is answered
+            self.write({"id": request_id, "error": {"type": type(err).__name__, "message": str(err)[:4000]}})
+
+
+METHODS = {"ping", "submit", "wait", "status", "cancel", "cluster"}
+
+
+async def serve() -> None:
+    protocol_out = os.fdopen(os.dup(1), "w", buffering=1)
+    os.dup2(2, 1)  # stray prints from Ray go to stderr
+    ray.init(
+        address=os.environ.get("RAY_ADDRESS", "auto"),
+        namespace=NAMESPACE,
+        log_to_driver=False,
+        logging_level="WARNING",
+    )
+    bridge = Bridge(protocol_out)
+    await bridge.call_dispatcher("ping")
+    bridge.write({"event": "ready", "rayVersion": ray.__version__, "pid": os.getpid()})
+
+    loop = asyncio.get_running_loop()
+    reader = asyncio.StreamReader(limit=64 * 1024 * 1024)
+    await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
+    pending: set[asyncio.Task] = set()
+    while True:
+        line = await reader.readline()
+        if not line:
+            break  # the worker closed stdin: it is gone or shutting down
+        task = loop.create_task(bridge.handle(line.decode()))
+        pending.add(task)
+        task.add_done_callback(pending.discard)
+    ray.shutdown()
+
+
+if __name__ == "__main__":
+    asyncio.run(serve())

@@ -1,0 +1,58 @@
+"""The Ray task that runs one pipeline step.
+
+It tells the dispatcher where it started (so heartbeats and reassignment know
+the node), runs the step's function, and checks that the output is JSON of an
+acceptable size: a result is never silently truncated.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import json
+import os
+import time
+from typing import Any
+
+import ray
+
+from .task_refs import resolve_task
+
+DISPATCHER_NAME = "pantheon-dispatcher"
+NAMESPACE = "pantheon"
+
+
+class StepOutputRejected(Exception):
+    """The step's output is not JSON, or is larger than the result limit."""
+
+
+_dispatcher = None
+
+
+def _notify_started(key: str, generation: int, node_id: str) -> None:
+    global _dispatcher
+    try:
+        if _dispatcher is None:
+            _dispatcher = ray.get_actor(DISPATCHER_NAME, namespace=NAMESPACE)
+        _dispatcher.started.remote(key, generation, node_id, os.getpid(), time.time())
+    except Exception:  # noqa: BLE001 — visibility only; the step must run regardless
+        _dispatcher = None
+
+
+def run_step(key: str, generation: int, task_ref: str, args: list, kwargs: dict, limits: dict) -> dict:
+    node_id = ray.get_runtime_context().get_node_id()
+    _notify_started(key, generation, node_id)
+    function = resolve_task(task_ref, limits["allowed_packages"])
+    output: Any = function(*args, **kwargs)
+    if inspect.isawaitable(output):
+        output = asyncio.run(output)
+    try:
+        encoded = json.dumps(output)
+    except (TypeError, ValueError) as err:
+        raise StepOutputRejected(f"output of {task_ref} is not JSON: {err}") from err
+    max_bytes = limits["max_result_bytes"]
+    if len(encoded) > max_bytes:
+        raise StepOutputRejected(
+            f"output of {task_ref} is {len(encoded)} bytes, above the {max_bytes}-byte result limit"
+        )
+    return {"output": output, "node": node_id}

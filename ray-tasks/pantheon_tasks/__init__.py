@@ -1,0 +1,1 @@
+"""Tasks that pipelines may run on Ray: the test kit and the example agents."""

@@ -1,0 +1,67 @@
+"""Test-kit tasks: small, predictable behaviours that tests and fault drills build on.
+
+The module path (`pantheon_tasks.testkit`) and these signatures are a contract
+that tests outside the project rely on: keep them stable.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from typing import Any
+
+import ray
+
+
+def echo(value: Any) -> Any:
+    """Returns its argument."""
+    return value
+
+
+def sleep(seconds: float, value: Any = None) -> Any:
+    """Sleeps, then returns `value`."""
+    time.sleep(seconds)
+    return value
+
+
+def fail(times: int, marker_path: str) -> dict:
+    """Raises on the first `times` attempts, counting attempts as lines of `marker_path`."""
+    with open(marker_path, "a", encoding="utf-8") as marker:
+        marker.write("attempt\n")
+    with open(marker_path, encoding="utf-8") as marker:
+        attempt = sum(1 for _ in marker)
+    if attempt <= times:
+        raise RuntimeError(f"planned failure {attempt} of {times}")
+    return {"attempt": attempt}
+
+
+def append_line(path: str, line: str, delay_seconds: float = 0) -> str:
+    """Sleeps, then appends one line to `path`: the side effect that fault tests count."""
+    time.sleep(delay_seconds)
+    with open(path, "a", encoding="utf-8") as out:
+        out.write(line + "\n")
+    return line
+
+
+def node() -> dict:
+    """The Ray node this task ran on: its id and labels."""
+    context = ray.get_runtime_context()
+    return {"nodeId": context.get_node_id(), "labels": dict(context.get_node_labels()), "pid": os.getpid()}
+
+
+def burn(seconds: float) -> int:
+    """Keeps one CPU busy for `seconds`; returns how many loop turns it made."""
+    deadline = time.monotonic() + seconds
+    turns = 0
+    while time.monotonic() < deadline:
+        turns += 1
+    return turns
+
+
+def alloc(mb: int, seconds: float = 0) -> int:
+    """Holds `mb` megabytes of touched memory for `seconds`; returns mb."""
+    block = bytearray(mb * 1024 * 1024)
+    for offset in range(0, len(block), 4096):
+        block[offset] = 1
+    time.sleep(seconds)
+    return mb

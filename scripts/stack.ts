@@ -1,0 +1,254 @@
+/**
+ * The local stack: Temporal dev server (SQLite file, Web UI), a Ray head with
+ * its dashboard (Jobs API), Ray worker nodes per node group, and a local Qdrant.
+ *
+ *   tsx scripts/stack.ts up      start what is not running, return when healthy
+ *   tsx scripts/stack.ts down    stop everything this stack started
+ *   tsx scripts/stack.ts status  print what runs where
+ *
+ * `up` is idempotent: a service whose pid file points at a live, healthy
+ * process is left alone.
+ */
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { Command } from 'commander';
+import { z } from 'zod';
+import { isAlive, portOpen, spawnDetached, stopGroup, tailFile, waitFor } from './lib/processes';
+import { loadNodeGroups, loadStackConfig, rayProcessEnv, REPO_ROOT, type StackConfig } from './lib/stack-config';
+import { forgetDeadNodes, listLocalNodes, startLocalNode, stopLocalNode } from '../activities/scaling/local-ray-nodes';
+
+const devServerConfigSchema = z.object({
+  namespace: z.string(),
+  searchAttributes: z.record(z.string(), z.enum(['Keyword', 'Text', 'Int', 'Double', 'Bool', 'Datetime', 'KeywordList'])),
+  dynamicConfig: z.record(z.string(), z.unknown()),
+});
+
+type ServiceName = 'temporal' | 'ray-head' | 'qdrant';
+
+const log = (msg: string) => process.stderr.write(`[stack] ${msg}\n`);
+
+function pidFile(config: StackConfig, name: ServiceName) {
+  return path.join(config.pidDir, `${name}.pid`);
+}
+
+function runningPid(config: StackConfig, name: ServiceName): number | undefined {
+  try {
+    const pid = Number(fs.readFileSync(pidFile(config, name), 'utf8'));
+    return pid > 0 && isAlive(pid) ? pid : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+async function startService(
+  config: StackConfig,
+  name: ServiceName,
+  command: string,
+  args: string[],
+  healthy: () => Promise<boolean>,
+  env?: NodeJS.ProcessEnv,
+  timeoutMs = 90_000,
+): Promise<void> {
+  const existing = runningPid(config, name);
+  if (existing !== undefined) {
+    if (await healthy()) {
+      log(`${name} already running (pid ${existing})`);
+      return;
+    }
+    throw new Error(`${name} runs (pid ${existing}) but is not healthy; run 'npm run stack:down' first`);
+  }
+  const logFile = path.join(config.logDir, `${name}.log`);
+  const proc = spawnDetached(command, args, { logFile, env, cwd: REPO_ROOT });
+  fs.mkdirSync(config.pidDir, { recursive: true });
+  fs.writeFileSync(pidFile(config, name), String(proc.pid));
+  const started = Date.now();
+  try {
+    await waitFor(
+      `${name} to become healthy`,
+      async () => {
+        if (!isAlive(proc.pid)) throw new Error(`${name} exited; see ${logFile}`);
+        return (await healthy()) ? true : undefined;
+      },
+      timeoutMs,
+    );
+  } catch (err) {
+    log(`${name} failed to start; last lines of ${logFile}:\n${tailFile(logFile)}`);
+    await stopGroup(proc.pid, 5_000);
+    fs.rmSync(pidFile(config, name), { force: true });
+    throw err;
+  }
+  log(`${name} up in ${((Date.now() - started) / 1000).toFixed(1)} s (pid ${proc.pid})`);
+}
+
+async function httpOk(url: string): Promise<boolean> {
+  try {
+    const res = await fetch(url, { signal: AbortSignal.timeout(2_000) });
+    return res.ok;
+  } catch {
+    return false;
+  }
+}
+
+export async function startTemporal(config: StackConfig) {
+  const dev = devServerConfigSchema.parse(
+    JSON.parse(fs.readFileSync(path.join(REPO_ROOT, 'temporal-config', 'dev-server.json'), 'utf8')),
+  );
+  const args = [
+    'server',
+    'start-dev',
+    '--ip',
+    '127.0.0.1',
+    '--port',
+    String(config.temporal.port),
+    '--ui-port',
+    String(config.temporal.uiPort),
+    '--db-filename',
+    path.join(config.stateDir, 'temporal.db'),
+    '--namespace',
+    dev.namespace,
+    '--log-level',
+    'warn',
+    '--ui-disable-news-fetch',
+  ];
+  for (const [name, type] of Object.entries(dev.searchAttributes)) args.push('--search-attribute', `${name}=${type}`);
+  for (const [key, value] of Object.entries(dev.dynamicConfig))
+    args.push('--dynamic-config-value', `${key}=${JSON.stringify(value)}`);
+  await startService(
+    config,
+    'temporal',
+    path.join(config.venvBin, 'temporal'),
+    args,
+    async () =>
+      (await portOpen(config.temporal.port)) && (await httpOk(`http://127.0.0.1:${config.temporal.uiPort}/`)),
+  );
+}
+
+export async function startRayHead(config: StackConfig) {
+  const args = [
+    'start',
+    '--head',
+    '--node-ip-address',
+    '127.0.0.1',
+    '--port',
+    String(config.ray.headPort),
+    '--ray-client-server-port',
+    String(config.ray.clientServerPort),
+    '--dashboard-host',
+    '127.0.0.1',
+    '--dashboard-port',
+    String(config.ray.dashboardPort),
+    '--include-dashboard',
+    'true',
+    // The head runs no steps: only the dispatcher actor, which asks for this resource.
+    '--num-cpus',
+    '0',
+    '--resources',
+    JSON.stringify({ pantheon_head: 1 }),
+    '--object-store-memory',
+    String(config.ray.objectStoreBytes),
+    '--temp-dir',
+    config.ray.tempDir,
+    '--disable-usage-stats',
+    '--block',
+  ];
+  await startService(
+    config,
+    'ray-head',
+    path.join(config.venvBin, 'ray'),
+    args,
+    () => httpOk(`${config.ray.dashboardUrl}/api/version`),
+    rayProcessEnv(config),
+  );
+}
+
+async function startQdrant(config: StackConfig) {
+  await startService(
+    config,
+    'qdrant',
+    path.join(config.venvBin, 'python'),
+    [
+      path.join(REPO_ROOT, 'scripts', 'qdrant-local', 'server.py'),
+      '--host',
+      '127.0.0.1',
+      '--port',
+      String(config.qdrant.port),
+      '--storage',
+      path.join(config.stateDir, 'qdrant'),
+    ],
+    () => httpOk(`${config.qdrant.url}/healthz`),
+  );
+}
+
+/** Starts each group's initial nodes that are not running yet, one after another. */
+export async function startWorkerNodes(config: StackConfig) {
+  forgetDeadNodes(config);
+  const { groups } = loadNodeGroups(config.nodeGroupsFile);
+  const started = Date.now();
+  let count = 0;
+  for (const group of groups) {
+    const missing = Math.max(0, (group.initialNodes ?? group.minNodes) - listLocalNodes(config, group.name).length);
+    for (let i = 0; i < missing; i++, count++) await startLocalNode(config, group);
+  }
+  if (count > 0) log(`${count} Ray worker node(s) joined in ${((Date.now() - started) / 1000).toFixed(1)} s`);
+}
+
+export async function stackUp(config: StackConfig = loadStackConfig()): Promise<void> {
+  fs.mkdirSync(config.logDir, { recursive: true });
+  // Independent services start side by side; worker nodes need the head.
+  await Promise.all([startTemporal(config), startRayHead(config).then(() => startWorkerNodes(config)), startQdrant(config)]);
+  fs.writeFileSync(
+    path.join(config.stateDir, 'stack.json'),
+    JSON.stringify(
+      {
+        temporalAddress: config.temporal.address,
+        webUi: `http://127.0.0.1:${config.temporal.uiPort}`,
+        rayAddress: config.ray.address,
+        rayDashboard: config.ray.dashboardUrl,
+        qdrantUrl: config.qdrant.url,
+      },
+      null,
+      2,
+    ),
+  );
+}
+
+export async function stackDown(config: StackConfig = loadStackConfig()): Promise<void> {
+  for (const node of listLocalNodes(config)) await stopLocalNode(config, node.name);
+  for (const name of ['qdrant', 'ray-head', 'temporal'] as const) {
+    const pid = runningPid(config, name);
+    if (pid !== undefined) {
+      await stopGroup(pid);
+      log(`${name} stopped`);
+    }
+    fs.rmSync(pidFile(config, name), { force: true });
+  }
+  forgetDeadNodes(config);
+}
+
+export function stackIsUp(config: StackConfig = loadStackConfig()): boolean {
+  return (['temporal', 'ray-head', 'qdrant'] as const).every((name) => runningPid(config, name) !== undefined);
+}
+
+async function status(config: StackConfig) {
+  for (const name of ['temporal', 'ray-head', 'qdrant'] as const) {
+    const pid = runningPid(config, name);
+    log(`${name}: ${pid === undefined ? 'stopped' : `running (pid ${pid})`}`);
+  }
+  for (const node of listLocalNodes(config)) log(`ray node ${node.name} (group ${node.group}): pid ${node.pid}`);
+}
+
+if (require.main === module) {
+  const program = new Command('stack').description('the local Temporal + Ray + Qdrant stack');
+  program.command('up').action(async () => {
+    const config = loadStackConfig();
+    await stackUp(config);
+    log(`Temporal ${config.temporal.address}, Web UI http://127.0.0.1:${config.temporal.uiPort}`);
+    log(`Ray ${config.ray.address}, dashboard ${config.ray.dashboardUrl}; Qdrant ${config.qdrant.url}`);
+  });
+  program.command('down').action(() => stackDown());
+  program.command('status').action(() => status(loadStackConfig()));
+  program.parseAsync().catch((err: unknown) => {
+    log(err instanceof Error ? err.message : String(err));
+    process.exit(1);
+  });
+}

@@ -1,0 +1,32 @@
+/**
+ * Integration tests run against the real local stack. If it is already up
+ * (`npm run stack:up`), it is reused and left running; otherwise it is started
+ * here and stopped by the global teardown. The workflow bundle is built once
+ * for every test file.
+ */
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { bundleWorkflowCode } from '@temporalio/worker';
+import { loadStackConfig, REPO_ROOT } from '../../scripts/lib/stack-config';
+import { stackIsUp, stackUp } from '../../scripts/stack';
+
+export const STARTED_MARKER = 'started-by-tests';
+
+export default async function globalSetup(): Promise<void> {
+  const config = loadStackConfig();
+  fs.mkdirSync(config.stateDir, { recursive: true });
+  const marker = path.join(config.stateDir, STARTED_MARKER);
+  if (!stackIsUp(config)) fs.writeFileSync(marker, String(process.pid));
+  const started = Date.now();
+  const [, bundle] = await Promise.all([
+    stackUp(config),
+    bundleWorkflowCode({ workflowsPath: path.join(REPO_ROOT, 'workflows'), logger: quietLogger }),
+  ]);
+  const bundlePath = path.join(config.stateDir, 'workflow-bundle.js');
+  fs.writeFileSync(bundlePath, bundle.code);
+  process.env.PANTHEON_WORKFLOW_BUNDLE = bundlePath;
+  process.stderr.write(`\n[test] stack ready in ${((Date.now() - started) / 1000).toFixed(1)} s\n`);
+}
+
+const noop = () => undefined;
+const quietLogger = { trace: noop, debug: noop, info: noop, warn: noop, error: console.error, log: noop };

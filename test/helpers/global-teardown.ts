@@ -1,0 +1,14 @@
+/** Stops the stack if the global setup started it. */
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { loadStackConfig } from '../../scripts/lib/stack-config';
+import { stackDown } from '../../scripts/stack';
+import { STARTED_MARKER } from './global-setup';
+
+export default async function globalTeardown(): Promise<void> {
+  const config = loadStackConfig();
+  const marker = path.join(config.stateDir, STARTED_MARKER);
+  if (!fs.existsSync(marker)) return;
+  await stackDown(config);
+  fs.rmSync(marker, { force: true });
+}

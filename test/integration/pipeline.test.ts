@@ -1,0 +1,90 @@
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { WorkflowFailedError } from '@temporalio/client';
+import { startTestEnv, type TestEnv } from '../helpers/test-env';
+
+const ECHO = 'pantheon_tasks.testkit:echo';
+const SLEEP = 'pantheon_tasks.testkit:sleep';
+
+let env: TestEnv;
+beforeAll(async () => {
+  env = await startTestEnv();
+});
+afterAll(async () => {
+  await env?.close();
+});
+
+describe('pipeline workflow on the real stack', () => {
+  test('two steps: b receives a’s output', async () => {
+    const result = await env.runPipeline({
+      name: 'demo',
+      project: 'acme',
+      priority: 3,
+      steps: [
+        { id: 'a', task: ECHO, args: ['hi'], resources: { cpus: 1, memoryMb: 100 } },
+        { id: 'b', task: ECHO, args: [{ $step: 'a' }], dependsOn: ['a'] },
+      ],
+    });
+    expect(result.steps.a).toMatchObject({ status: 'succeeded', output: 'hi', attempts: 1 });
+    expect(result.steps.b).toMatchObject({ status: 'succeeded', output: 'hi', attempts: 1 });
+    expect(result.steps.a?.node).toMatch(/^[0-9a-f]{56}$/);
+  });
+
+  test('a diamond joins both branches', async () => {
+    const result = await env.runPipeline({
+      name: 'diamond',
+      project: 'acme',
+      steps: [
+        { id: 'top', task: ECHO, args: [1] },
+        { id: 'left', task: ECHO, args: [{ left: { $step: 'top' } }] },
+        { id: 'right', task: ECHO, args: [{ right: { $step: 'top' } }] },
+        { id: 'join', task: ECHO, args: [[{ $step: 'left' }, { $step: 'right' }]] },
+      ],
+    });
+    expect(result.steps.join?.output).toEqual([{ left: 1 }, { right: 1 }]);
+  });
+
+  test('a fan-out of 10 steps runs in parallel', async () => {
+    const seconds = 2;
+    const started = Date.now();
+    const result = await env.runPipeline({
+      name: 'fan-out',
+      project: 'acme',
+      steps: Array.from({ length: 10 }, (_, i) => ({ id: `s${i}`, task: SLEEP, args: [seconds, i] })),
+    });
+    const wallSeconds = (Date.now() - started) / 1000;
+    for (let i = 0; i < 10; i++) expect(result.steps[`s${i}`]).toMatchObject({ status: 'succeeded', output: i });
+    // 4 CPUs of Ray worker nodes: three waves at most, far below the 20 s sum.
+    expect(wallSeconds).toBeLessThan(10 * seconds * 0.6);
+    const nodes = new Set(Object.values(result.steps).map((s) => s.node));
+    expect(nodes.size).toBeGreaterThan(1);
+  });
+
+  test('a step that fails twice then succeeds reports 3 attempts', async () => {
+    const marker = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'pantheon-fail-')), 'attempts');
+    const result = await env.runPipeline({
+      name: 'flaky',
+      project: 'acme',
+      steps: [{ id: 'flaky', task: 'pantheon_tasks.testkit:fail', args: [2, marker] }],
+    });
+    expect(result.steps.flaky).toMatchObject({ status: 'succeeded', attempts: 3, output: { attempt: 3 } });
+    expect(fs.readFileSync(marker, 'utf8').trim().split('\n')).toHaveLength(3);
+  });
+
+  test('invalid input fails at once, naming the field', async () => {
+    const handle = await env.startPipeline({ name: 'bad', project: 'acme', steps: [{ id: 'a', task: ECHO, resources: { cpus: -1 } }] });
+    const err = await handle.result().catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(WorkflowFailedError);
+    expect(String((err as WorkflowFailedError).cause?.message)).toMatch(/steps\[0\]\.resources\.cpus/);
+  });
+
+  test('a task outside the allowed packages is refused before it reaches Ray', async () => {
+    const handle = await env.startPipeline({ name: 'evil', project: 'acme', steps: [{ id: 'a', task: 'os:system', args: ['true'] }] });
+    const err = await handle.result().catch((e: unknown) => e);
+    expect(String((err as WorkflowFailedError).cause?.message)).toMatch(/steps\[0\]\.task: task 'os:system' is outside the allowed packages/);
+    const history = await handle.fetchHistory();
+    const scheduled = history.events?.filter((e) => e.activityTaskScheduledEventAttributes) ?? [];
+    expect(scheduled.map((e) => e.activityTaskScheduledEventAttributes?.activityType?.name)).not.toContain('runRayTask');
+  });
+});
