@@ -14,12 +14,26 @@ import * as path from 'node:path';
 import { Command } from 'commander';
 import { z } from 'zod';
 import { isAlive, portOpen, spawnDetached, stopGroup, tailFile, waitFor } from './lib/processes';
-import { loadNodeGroups, loadStackConfig, rayProcessEnv, REPO_ROOT, type StackConfig } from './lib/stack-config';
-import { forgetDeadNodes, listLocalNodes, startLocalNode, stopLocalNode } from '../activities/scaling/local-ray-nodes';
+import {
+  loadNodeGroups,
+  loadStackConfig,
+  rayProcessEnv,
+  REPO_ROOT,
+  type StackConfig,
+} from './lib/stack-config';
+import {
+  forgetDeadNodes,
+  listLocalNodes,
+  startLocalNode,
+  stopLocalNode,
+} from '../activities/scaling/local-ray-nodes';
 
 const devServerConfigSchema = z.object({
   namespace: z.string(),
-  searchAttributes: z.record(z.string(), z.enum(['Keyword', 'Text', 'Int', 'Double', 'Bool', 'Datetime', 'KeywordList'])),
+  searchAttributes: z.record(
+    z.string(),
+    z.enum(['Keyword', 'Text', 'Int', 'Double', 'Bool', 'Datetime', 'KeywordList']),
+  ),
   dynamicConfig: z.record(z.string(), z.unknown()),
 });
 
@@ -110,7 +124,8 @@ export async function startTemporal(config: StackConfig) {
     'warn',
     '--ui-disable-news-fetch',
   ];
-  for (const [name, type] of Object.entries(dev.searchAttributes)) args.push('--search-attribute', `${name}=${type}`);
+  for (const [name, type] of Object.entries(dev.searchAttributes))
+    args.push('--search-attribute', `${name}=${type}`);
   for (const [key, value] of Object.entries(dev.dynamicConfig))
     args.push('--dynamic-config-value', `${key}=${JSON.stringify(value)}`);
   await startService(
@@ -186,7 +201,10 @@ export async function startWorkerNodes(config: StackConfig) {
   const started = Date.now();
   let count = 0;
   for (const group of groups) {
-    const missing = Math.max(0, (group.initialNodes ?? group.minNodes) - listLocalNodes(config, group.name).length);
+    const missing = Math.max(
+      0,
+      (group.initialNodes ?? group.minNodes) - listLocalNodes(config, group.name).length,
+    );
     for (let i = 0; i < missing; i++, count++) await startLocalNode(config, group);
   }
   if (count > 0) log(`${count} Ray worker node(s) joined in ${((Date.now() - started) / 1000).toFixed(1)} s`);
@@ -195,7 +213,11 @@ export async function startWorkerNodes(config: StackConfig) {
 export async function stackUp(config: StackConfig = loadStackConfig()): Promise<void> {
   fs.mkdirSync(config.logDir, { recursive: true });
   // Independent services start side by side; worker nodes need the head.
-  await Promise.all([startTemporal(config), startRayHead(config).then(() => startWorkerNodes(config)), startQdrant(config)]);
+  await Promise.all([
+    startTemporal(config),
+    startRayHead(config).then(() => startWorkerNodes(config)),
+    startQdrant(config),
+  ]);
   fs.writeFileSync(
     path.join(config.stateDir, 'stack.json'),
     JSON.stringify(
@@ -226,7 +248,9 @@ export async function stackDown(config: StackConfig = loadStackConfig()): Promis
 }
 
 export function stackIsUp(config: StackConfig = loadStackConfig()): boolean {
-  return (['temporal', 'ray-head', 'qdrant'] as const).every((name) => runningPid(config, name) !== undefined);
+  return (['temporal', 'ray-head', 'qdrant'] as const).every(
+    (name) => runningPid(config, name) !== undefined,
+  );
 }
 
 async function status(config: StackConfig) {
@@ -234,7 +258,8 @@ async function status(config: StackConfig) {
     const pid = runningPid(config, name);
     log(`${name}: ${pid === undefined ? 'stopped' : `running (pid ${pid})`}`);
   }
-  for (const node of listLocalNodes(config)) log(`ray node ${node.name} (group ${node.group}): pid ${node.pid}`);
+  for (const node of listLocalNodes(config))
+    log(`ray node ${node.name} (group ${node.group}): pid ${node.pid}`);
 }
 
 if (require.main === module) {

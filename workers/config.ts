@@ -36,10 +36,20 @@ const workerEnvSchema = z.object({
   PANTHEON_ALLOWED_TASK_PACKAGES: z
     .string()
     .default(DEFAULT_ALLOWED_TASK_PACKAGES.join(','))
-    .transform((s) => s.split(',').map((p) => p.trim()).filter(Boolean))
+    .transform((s) =>
+      s
+        .split(',')
+        .map((p) => p.trim())
+        .filter(Boolean),
+    )
     .pipe(z.array(z.string().regex(/^[A-Za-z_][\w.]*$/, 'Python package names')).min(1)),
   /** Largest step output returned inline, in bytes; well under Temporal's 2 MB payload limit. */
-  PANTHEON_MAX_RESULT_BYTES: z.coerce.number().int().min(1024).max(1_500_000).default(256 * 1024),
+  PANTHEON_MAX_RESULT_BYTES: z.coerce
+    .number()
+    .int()
+    .min(1024)
+    .max(1_500_000)
+    .default(256 * 1024),
   PANTHEON_STATUS_POLL_MS: z.coerce.number().int().min(100).default(1_000),
   PANTHEON_CANCEL_GRACE_MS: z.coerce.number().int().min(0).default(2_000),
   /** How often the worker reads Ray's node list to size its admission gate. */

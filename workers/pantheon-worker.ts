@@ -60,7 +60,10 @@ export async function createPantheonWorker(
     namespace: config.temporal.namespace,
     taskQueue: PIPELINE_TASK_QUEUE,
     ...workflowSource,
-    activities: createControlActivities({ nodeGroups: groups, allowedTaskPackages: config.allowedTaskPackages }),
+    activities: createControlActivities({
+      nodeGroups: groups,
+      allowedTaskPackages: config.allowedTaskPackages,
+    }),
   });
 
   const rayActivities = createRayTaskActivities(

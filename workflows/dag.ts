@@ -5,7 +5,13 @@
  * safe in workflow code.
  */
 import { z } from 'zod';
-import { pipelineSpecSchema, stepRefSchema, type PipelineSpec, type StepSpec, type StepStatus } from './schemas/pipeline-spec';
+import {
+  pipelineSpecSchema,
+  stepRefSchema,
+  type PipelineSpec,
+  type StepSpec,
+  type StepStatus,
+} from './schemas/pipeline-spec';
 
 export interface SpecIssue {
   path: string;
@@ -33,7 +39,9 @@ export function findStepRefs(value: unknown, path: string): { path: string; step
 
 /** A step's dependencies: its `dependsOn` plus every step its inputs reference. */
 export function dependenciesOf(step: StepSpec): string[] {
-  const refs = [...findStepRefs(step.args, 'args'), ...findStepRefs(step.kwargs, 'kwargs')].map((r) => r.step);
+  const refs = [...findStepRefs(step.args, 'args'), ...findStepRefs(step.kwargs, 'kwargs')].map(
+    (r) => r.step,
+  );
   return [...new Set([...step.dependsOn, ...refs])];
 }
 
@@ -41,17 +49,22 @@ export function validateDag(steps: readonly StepSpec[]): SpecIssue[] {
   const issues: SpecIssue[] = [];
   const index = new Map<string, number>();
   steps.forEach((step, i) => {
-    if (index.has(step.id)) issues.push({ path: `steps[${i}].id`, message: `duplicate step id "${step.id}"` });
+    if (index.has(step.id))
+      issues.push({ path: `steps[${i}].id`, message: `duplicate step id "${step.id}"` });
     else index.set(step.id, i);
   });
   steps.forEach((step, i) => {
     step.dependsOn.forEach((dep, j) => {
-      if (dep === step.id) issues.push({ path: `steps[${i}].dependsOn[${j}]`, message: `step "${dep}" depends on itself` });
-      else if (!index.has(dep)) issues.push({ path: `steps[${i}].dependsOn[${j}]`, message: `unknown step "${dep}"` });
+      if (dep === step.id)
+        issues.push({ path: `steps[${i}].dependsOn[${j}]`, message: `step "${dep}" depends on itself` });
+      else if (!index.has(dep))
+        issues.push({ path: `steps[${i}].dependsOn[${j}]`, message: `unknown step "${dep}"` });
     });
     for (const ref of [...findStepRefs(step.args, 'args'), ...findStepRefs(step.kwargs, 'kwargs')]) {
-      if (!index.has(ref.step)) issues.push({ path: `steps[${i}].${ref.path}`, message: `unknown step "${ref.step}"` });
-      else if (ref.step === step.id) issues.push({ path: `steps[${i}].${ref.path}`, message: `step "${ref.step}" uses its own output` });
+      if (!index.has(ref.step))
+        issues.push({ path: `steps[${i}].${ref.path}`, message: `unknown step "${ref.step}"` });
+      else if (ref.step === step.id)
+        issues.push({ path: `steps[${i}].${ref.path}`, message: `step "${ref.step}" uses its own output` });
     }
   });
   if (issues.length > 0) return issues;
@@ -109,16 +122,23 @@ export function describeIssues(issues: readonly SpecIssue[]): string {
 const FINISHED_BAD: ReadonlySet<StepStatus> = new Set(['failed', 'skipped', 'cancelled']);
 
 /** Pending steps whose dependencies have all succeeded. */
-export function readySteps(steps: readonly StepSpec[], status: Readonly<Record<string, StepStatus>>): StepSpec[] {
+export function readySteps(
+  steps: readonly StepSpec[],
+  status: Readonly<Record<string, StepStatus>>,
+): StepSpec[] {
   return steps.filter(
     (s) => status[s.id] === 'pending' && dependenciesOf(s).every((d) => status[d] === 'succeeded'),
   );
 }
 
 /** Pending steps that can never run because a dependency failed, was skipped or cancelled. */
-export function blockedSteps(steps: readonly StepSpec[], status: Readonly<Record<string, StepStatus>>): StepSpec[] {
+export function blockedSteps(
+  steps: readonly StepSpec[],
+  status: Readonly<Record<string, StepStatus>>,
+): StepSpec[] {
   return steps.filter(
-    (s) => status[s.id] === 'pending' && dependenciesOf(s).some((d) => FINISHED_BAD.has(status[d] ?? 'pending')),
+    (s) =>
+      status[s.id] === 'pending' && dependenciesOf(s).some((d) => FINISHED_BAD.has(status[d] ?? 'pending')),
   );
 }
 

@@ -10,27 +10,26 @@ import {
   condition,
   defineQuery,
   isCancellation,
-  proxyActivities,
   proxyLocalActivities,
   setHandler,
   upsertSearchAttributes,
-  workflowInfo,
-  type ActivityOptions,
 } from '@temporalio/workflow';
-import type { ControlActivities, RayTaskActivities } from '../activities';
-import { blockedSteps, describeIssues, parsePipelineSpec, readySteps, resolveStepRefs, type SpecIssue } from './dag';
+import type { ControlActivities } from '../activities';
+import {
+  blockedSteps,
+  describeIssues,
+  parsePipelineSpec,
+  readySteps,
+  resolveStepRefs,
+  type SpecIssue,
+} from './dag';
 import type { PipelineResult, PipelineSpec, StepResult, StepSpec, StepStatus } from './schemas/pipeline-spec';
+import { executeStep, failureOf } from './step-execution';
 import { planSteps } from './step-plan';
-import { nodeGroupTaskQueue } from './task-queues';
 
 export const progressQuery = defineQuery<PipelineResult>('progress');
 
 const { loadPlacementContext } = proxyLocalActivities<ControlActivities>({ startToCloseTimeout: '30s' });
-
-/** Heartbeats carry the Ray task state and are how cancellation reaches a step. */
-const STEP_HEARTBEAT_TIMEOUT = '5s';
-const DEFAULT_STEP_TIMEOUT_SECONDS = 3600;
-const DEFAULT_RETRY = { initialIntervalMs: 1000, backoffCoefficient: 2, maximumIntervalMs: 30_000, maximumAttempts: 5 };
 
 export function invalidSpec(issues: SpecIssue[]): ApplicationFailure {
   return ApplicationFailure.create({
@@ -43,38 +42,6 @@ export function invalidSpec(issues: SpecIssue[]): ApplicationFailure {
 
 export function fairnessKeyOf(spec: PipelineSpec): string {
   return spec.user ? `${spec.project}/${spec.user}` : spec.project;
-}
-
-function stepActivityOptions(spec: PipelineSpec, step: StepSpec, group: string): ActivityOptions {
-  const retry = { ...DEFAULT_RETRY, ...step.retry };
-  return {
-    taskQueue: nodeGroupTaskQueue(group),
-    startToCloseTimeout: `${step.timeoutSeconds ?? DEFAULT_STEP_TIMEOUT_SECONDS}s`,
-    heartbeatTimeout: STEP_HEARTBEAT_TIMEOUT,
-    retry: {
-      initialInterval: retry.initialIntervalMs,
-      backoffCoefficient: retry.backoffCoefficient,
-      maximumInterval: retry.maximumIntervalMs,
-      maximumAttempts: retry.maximumAttempts,
-      nonRetryableErrorTypes: [...(retry.nonRetryableErrorTypes ?? []), ...(step.nonRetryableErrors ?? [])],
-    },
-    priority: { priorityKey: spec.priority, fairnessKey: fairnessKeyOf(spec), fairnessWeight: spec.fairnessWeight },
-    summary: `${step.id}: ${step.task ?? step.agent ?? 'job'}`,
-  };
-}
-
-/** The innermost failure of an activity error, with the attempt count the activity reported. */
-function failureOf(err: unknown): { type: string; message: string; attempts: number } {
-  let cause: unknown = err;
-  while (typeof cause === 'object' && cause !== null && 'cause' in cause && (cause as { cause?: unknown }).cause)
-    cause = (cause as { cause: unknown }).cause;
-  const failure = cause instanceof ApplicationFailure ? cause : undefined;
-  const details = failure?.details?.[0] as { attempt?: number } | undefined;
-  return {
-    type: failure?.type ?? (cause instanceof Error ? cause.name : 'Error'),
-    message: cause instanceof Error ? cause.message : String(cause),
-    attempts: details?.attempt ?? 0,
-  };
 }
 
 export async function pipeline(input: unknown): Promise<PipelineResult> {
@@ -101,6 +68,11 @@ export async function pipeline(input: unknown): Promise<PipelineResult> {
     PantheonStatus: ['running'],
   });
 
+  const priority = {
+    priorityKey: spec.priority,
+    fairnessKey: fairnessKeyOf(spec),
+    fairnessWeight: spec.fairnessWeight,
+  };
   const setStatus = (id: string, next: StepStatus) => {
     status[id] = next;
     results[id] = { ...results[id], status: next, attempts: results[id]?.attempts ?? 0 };
@@ -110,27 +82,14 @@ export async function pipeline(input: unknown): Promise<PipelineResult> {
 
   async function runStep(step: StepSpec): Promise<void> {
     setStatus(step.id, 'running');
-    const { runRayTask } = proxyActivities<RayTaskActivities>(stepActivityOptions(spec, step, groups[step.id]!));
     try {
-      const out = await stepsScope.run(() =>
-        runRayTask({
-          stepId: step.id,
-          task: step.task!,
-          args: resolveStepRefs(step.args, outputs) as unknown[],
-          kwargs: resolveStepRefs(step.kwargs, outputs) as Record<string, unknown>,
-          resources: step.resources,
-        }),
-      );
-      outputs[step.id] = out.output;
-      results[step.id] = {
-        status: 'succeeded',
-        output: out.output,
-        attempts: out.attempt,
-        node: out.node ?? undefined,
-        nodes: out.nodes,
-        queuedMs: out.queuedMs,
-        runningMs: out.runningMs,
+      const inputs = {
+        args: resolveStepRefs(step.args, outputs) as unknown[],
+        kwargs: resolveStepRefs(step.kwargs, outputs) as Record<string, unknown>,
       };
+      const placement = { group: groups[step.id]!, priority };
+      results[step.id] = await stepsScope.run(() => executeStep(step, inputs, placement));
+      outputs[step.id] = results[step.id]!.output;
       status[step.id] = 'succeeded';
     } catch (err) {
       const cancelled = isCancellation(err);
@@ -163,7 +122,9 @@ export async function pipeline(input: unknown): Promise<PipelineResult> {
   }
 
   schedule();
-  await condition(() => running === 0 && spec.steps.every((s) => status[s.id] !== 'pending' && status[s.id] !== 'running'));
+  await condition(
+    () => running === 0 && spec.steps.every((s) => status[s.id] !== 'pending' && status[s.id] !== 'running'),
+  );
 
   const result: PipelineResult = { name: spec.name, project: spec.project, steps: results };
   const failed = spec.steps.filter((s) => status[s.id] === 'failed');
@@ -179,4 +140,3 @@ export async function pipeline(input: unknown): Promise<PipelineResult> {
   }
   return result;
 }
-

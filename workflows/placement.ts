@@ -99,10 +99,13 @@ export function nodeShortfall(resources: Resources, node: NodeShape): string | n
  */
 export function chooseNodeGroup(resources: Resources, groups: readonly NodeGroup[]): Placement {
   const candidates = groups.filter((g) => g.maxNodes > 0);
-  if (candidates.length === 0) return { infeasible: 'no node group can have nodes (none configured with maxNodes > 0)' };
+  if (candidates.length === 0)
+    return { infeasible: 'no node group can have nodes (none configured with maxNodes > 0)' };
   const fitting = candidates
     .filter((g) => nodeShortfall(resources, g.node) === null)
-    .sort((a, b) => a.costPerNodeHour - b.costPerNodeHour || (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+    .sort(
+      (a, b) => a.costPerNodeHour - b.costPerNodeHour || (a.name < b.name ? -1 : a.name > b.name ? 1 : 0),
+    );
   const cheapest = fitting[0];
   if (cheapest) return { group: cheapest.name };
   return { infeasible: explainInfeasible(resources, candidates) };

@@ -101,7 +101,12 @@ export class RayBridge {
       }, this.options.startTimeoutMs ?? 60_000);
       const lines = readline.createInterface({ input: child.stdout });
       lines.on('line', (line) => {
-        let message: { id?: number; event?: string; result?: unknown; error?: { type: string; message: string } };
+        let message: {
+          id?: number;
+          event?: string;
+          result?: unknown;
+          error?: { type: string; message: string };
+        };
         try {
           message = JSON.parse(line);
         } catch {
@@ -131,7 +136,8 @@ export class RayBridge {
           pending.reject(lost);
         }
         if (!ready) reject(lost);
-        else if (!this.closed) logger.warn({ code, signal }, 'Ray bridge exited; it restarts on the next call');
+        else if (!this.closed)
+          logger.warn({ code, signal }, 'Ray bridge exited; it restarts on the next call');
       });
     });
   }

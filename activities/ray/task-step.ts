@@ -89,7 +89,8 @@ export function createRayTaskActivities(bridge: RayBridge, config: RayTaskStepCo
   async function runRayTask(input: RayTaskStepInput): Promise<RayStepOutput> {
     const ctx = Context.current();
     const { workflowExecution, attempt } = ctx.info;
-    if (!workflowExecution) throw ApplicationFailure.nonRetryable('a pipeline step runs inside a workflow', 'NoWorkflow');
+    if (!workflowExecution)
+      throw ApplicationFailure.nonRetryable('a pipeline step runs inside a workflow', 'NoWorkflow');
     const refused = refuseTaskRef(input.task, config.allowedTaskPackages);
     if (refused) throw ApplicationFailure.nonRetryable(refused, 'TaskRefRefused');
 
@@ -105,7 +106,10 @@ export function createRayTaskActivities(bridge: RayBridge, config: RayTaskStepCo
       options: toRayOptions(input.resources, input.avoidNodes),
       limits: { allowed_packages: config.allowedTaskPackages, max_result_bytes: config.maxResultBytes },
     });
-    log.info({ generation: submitted.generation, attached: submitted.attached }, submitted.attached ? 'attached to Ray task' : 'submitted Ray task');
+    log.info(
+      { generation: submitted.generation, attached: submitted.attached },
+      submitted.attached ? 'attached to Ray task' : 'submitted Ray task',
+    );
     ctx.heartbeat(submitted);
 
     const poll = setInterval(() => {
@@ -143,7 +147,15 @@ export function createRayTaskActivities(bridge: RayBridge, config: RayTaskStepCo
     }
     const { error } = outcome;
     log.warn({ error: { kind: error.kind, type: error.type, message: error.message } }, 'Ray task failed');
-    const details = [{ kind: error.kind, attempt, node: outcome.node, nodes: outcome.nodes ?? [], traceback: error.traceback }];
+    const details = [
+      {
+        kind: error.kind,
+        attempt,
+        node: outcome.node,
+        nodes: outcome.nodes ?? [],
+        traceback: error.traceback,
+      },
+    ];
     throw ApplicationFailure.create({
       type: RAY_FAILURE_TYPES[error.kind] ?? error.type,
       message: error.message,

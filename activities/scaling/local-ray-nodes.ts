@@ -35,7 +35,12 @@ export function listLocalNodes(config: StackConfig, group?: string): LocalNodeRe
     .filter((n) => (group === undefined || n.group === group) && isAlive(n.pid));
 }
 
-export function rayStartArgs(config: StackConfig, group: NodeGroup, name: string, agentPort: number): string[] {
+export function rayStartArgs(
+  config: StackConfig,
+  group: NodeGroup,
+  name: string,
+  agentPort: number,
+): string[] {
   const labels = { ...group.node.labels, [NODE_GROUP_LABEL]: group.name, [LOCAL_NODE_LABEL]: name };
   const resources: Record<string, number> = { ...group.node.custom };
   if (group.node.diskGb > 0) resources[DISK_RESOURCE] = group.node.diskGb;

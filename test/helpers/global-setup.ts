@@ -25,6 +25,11 @@ export default async function globalSetup(): Promise<void> {
   const bundlePath = path.join(config.stateDir, 'workflow-bundle.js');
   fs.writeFileSync(bundlePath, bundle.code);
   process.env.PANTHEON_WORKFLOW_BUNDLE = bundlePath;
+  // Test workers and clients talk to this stack, whatever ports it was given.
+  process.env.TEMPORAL_ADDRESS = config.temporal.address;
+  process.env.RAY_ADDRESS = config.ray.address;
+  process.env.RAY_DASHBOARD_URL = config.ray.dashboardUrl;
+  process.env.QDRANT_URL = config.qdrant.url;
   process.stderr.write(`\n[test] stack ready in ${((Date.now() - started) / 1000).toFixed(1)} s\n`);
 }
 

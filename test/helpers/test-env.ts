@@ -29,8 +29,14 @@ export function uniqueId(prefix: string): string {
   return `${prefix}-${crypto.randomBytes(5).toString('hex')}`;
 }
 
-export async function startTestEnv(options: { worker?: boolean; env?: NodeJS.ProcessEnv } = {}): Promise<TestEnv> {
-  const config = loadWorkerConfig({ ...process.env, LOG_LEVEL: process.env.LOG_LEVEL ?? 'warn', ...options.env });
+export async function startTestEnv(
+  options: { worker?: boolean; env?: NodeJS.ProcessEnv } = {},
+): Promise<TestEnv> {
+  const config = loadWorkerConfig({
+    ...process.env,
+    LOG_LEVEL: process.env.LOG_LEVEL ?? 'warn',
+    ...options.env,
+  });
   const logger = createLogger(config.logLevel, 'pantheon-test');
   const connection = await Connection.connect({ address: config.temporal.address });
   const client = new Client({ connection, namespace: config.temporal.namespace });

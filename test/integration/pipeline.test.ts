@@ -54,7 +54,8 @@ describe('pipeline workflow on the real stack', () => {
       steps: Array.from({ length: 10 }, (_, i) => ({ id: `s${i}`, task: SLEEP, args: [seconds, i] })),
     });
     const wallSeconds = (Date.now() - started) / 1000;
-    for (let i = 0; i < 10; i++) expect(result.steps[`s${i}`]).toMatchObject({ status: 'succeeded', output: i });
+    for (let i = 0; i < 10; i++)
+      expect(result.steps[`s${i}`]).toMatchObject({ status: 'succeeded', output: i });
     // 4 CPUs of Ray worker nodes: three waves at most, far below the 20 s sum.
     expect(wallSeconds).toBeLessThan(10 * seconds * 0.6);
     const nodes = new Set(Object.values(result.steps).map((s) => s.node));
@@ -73,18 +74,30 @@ describe('pipeline workflow on the real stack', () => {
   });
 
   test('invalid input fails at once, naming the field', async () => {
-    const handle = await env.startPipeline({ name: 'bad', project: 'acme', steps: [{ id: 'a', task: ECHO, resources: { cpus: -1 } }] });
+    const handle = await env.startPipeline({
+      name: 'bad',
+      project: 'acme',
+      steps: [{ id: 'a', task: ECHO, resources: { cpus: -1 } }],
+    });
     const err = await handle.result().catch((e: unknown) => e);
     expect(err).toBeInstanceOf(WorkflowFailedError);
     expect(String((err as WorkflowFailedError).cause?.message)).toMatch(/steps\[0\]\.resources\.cpus/);
   });
 
   test('a task outside the allowed packages is refused before it reaches Ray', async () => {
-    const handle = await env.startPipeline({ name: 'evil', project: 'acme', steps: [{ id: 'a', task: 'os:system', args: ['true'] }] });
+    const handle = await env.startPipeline({
+      name: 'evil',
+      project: 'acme',
+      steps: [{ id: 'a', task: 'os:system', args: ['true'] }],
+    });
     const err = await handle.result().catch((e: unknown) => e);
-    expect(String((err as WorkflowFailedError).cause?.message)).toMatch(/steps\[0\]\.task: task 'os:system' is outside the allowed packages/);
+    expect(String((err as WorkflowFailedError).cause?.message)).toMatch(
+      /steps\[0\]\.task: task 'os:system' is outside the allowed packages/,
+    );
     const history = await handle.fetchHistory();
     const scheduled = history.events?.filter((e) => e.activityTaskScheduledEventAttributes) ?? [];
-    expect(scheduled.map((e) => e.activityTaskScheduledEventAttributes?.activityType?.name)).not.toContain('runRayTask');
+    expect(scheduled.map((e) => e.activityTaskScheduledEventAttributes?.activityType?.name)).not.toContain(
+      'runRayTask',
+    );
   });
 });

@@ -55,7 +55,9 @@ export const stepSpecSchema = z
 export const pipelineSpecSchema = z
   .object({
     name: z.string().min(1).max(200),
-    project: z.string().regex(/^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$/, 'letters, digits, "_", "-", "." (at most 64)'),
+    project: z
+      .string()
+      .regex(/^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$/, 'letters, digits, "_", "-", "." (at most 64)'),
     user: z
       .string()
       .regex(/^[A-Za-z0-9][A-Za-z0-9_.@-]{0,63}$/)

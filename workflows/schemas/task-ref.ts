@@ -12,5 +12,7 @@ export function refuseTaskRef(ref: string, allowedPackages: readonly string[]): 
   if (!TASK_REF_PATTERN.test(ref)) return `task '${ref}' is not of the form package.module:function`;
   const module = ref.split(':')[0] ?? '';
   const allowed = allowedPackages.some((p) => module === p || module.startsWith(`${p}.`));
-  return allowed ? undefined : `task '${ref}' is outside the allowed packages (${allowedPackages.join(', ')})`;
+  return allowed
+    ? undefined
+    : `task '${ref}' is outside the allowed packages (${allowedPackages.join(', ')})`;
 }
