@@ -7,6 +7,12 @@
  */
 // isolatedModules comes from tsconfig.json: each file is compiled on its own, fast.
 const transform = { '^.+\\.ts$': 'ts-jest' };
+// @kubernetes/client-node pulls in ESM-only packages that jest 29 cannot load as they are.
+const ESM_ONLY_PACKAGES = ['@kubernetes/client-node', 'openid-client', 'oauth4webapi', 'jose'];
+const esmAware = {
+  transform: { ...transform, '^.+\\.js$': ['ts-jest', { tsconfig: { allowJs: true } }] },
+  transformIgnorePatterns: [`/node_modules/(?!(${ESM_ONLY_PACKAGES.join('|')})/)`],
+};
 
 module.exports = {
   // Two cores: integration files share one Ray cluster, so they run one at a time.
@@ -28,14 +34,14 @@ module.exports = {
       testEnvironment: 'node',
       roots: ['<rootDir>/test/unit'],
       testMatch: ['**/*.test.ts'],
-      transform,
+      ...esmAware,
     },
     {
       displayName: 'integration',
       testEnvironment: 'node',
       roots: ['<rootDir>/test/integration'],
       testMatch: ['**/*.test.ts'],
-      transform,
+      ...esmAware,
       globalSetup: '<rootDir>/test/helpers/global-setup.ts',
       globalTeardown: '<rootDir>/test/helpers/global-teardown.ts',
     },

@@ -1,0 +1,64 @@
+/**
+ * The README's promise: a pipeline started with the `temporal` CLI binary from
+ * the virtualenv, and its result read back with `temporal workflow result`.
+ */
+import { execFile } from 'node:child_process';
+import * as path from 'node:path';
+import { promisify } from 'node:util';
+import { REPO_ROOT } from '../../scripts/lib/stack-config';
+import { startTestEnv, uniqueId, type TestEnv } from '../helpers/test-env';
+
+const run = promisify(execFile);
+const TEMPORAL = path.join(REPO_ROOT, '.venv', 'bin', 'temporal');
+
+let env: TestEnv;
+beforeAll(async () => {
+  env = await startTestEnv();
+});
+afterAll(async () => {
+  await env?.close();
+});
+
+test('temporal workflow start + temporal workflow result run the documented spec', async () => {
+  const workflowId = uniqueId('cli');
+  const input = JSON.stringify({
+    name: 'demo',
+    project: 'acme',
+    priority: 3,
+    steps: [
+      { id: 'a', task: 'pantheon_tasks.testkit:echo', args: ['hi'], resources: { cpus: 1, memoryMb: 100 } },
+      { id: 'b', task: 'pantheon_tasks.testkit:echo', args: [{ $step: 'a' }], dependsOn: ['a'] },
+    ],
+  });
+  const address = ['--address', env.config.temporal.address];
+  await run(TEMPORAL, [
+    'workflow',
+    'start',
+    ...address,
+    '--type',
+    'pipeline',
+    '--task-queue',
+    'pantheon',
+    '--workflow-id',
+    workflowId,
+    '--input',
+    input,
+  ]);
+  const { stdout } = await run(TEMPORAL, [
+    'workflow',
+    'result',
+    ...address,
+    '--workflow-id',
+    workflowId,
+    '--output',
+    'json',
+  ]);
+  const answer = JSON.parse(stdout) as {
+    status: string;
+    result: { steps: Record<string, { status: string; output: unknown; attempts: number; node: string }> };
+  };
+  expect(answer.status).toBe('COMPLETED');
+  expect(answer.result.steps.a).toMatchObject({ status: 'succeeded', output: 'hi', attempts: 1 });
+  expect(answer.result.steps.b).toMatchObject({ status: 'succeeded', output: 'hi', attempts: 1 });
+  expect(answer.result.steps.b?.node).toMatch(/^[0-9a-f]{56}$/);
+});

@@ -1,0 +1,183 @@
+import fc from 'fast-check';
+import {
+  dependenciesOf,
+  findCycle,
+  parsePipelineSpec,
+  readySteps,
+  blockedSteps,
+  resolveStepRefs,
+} from '../../workflows/dag';
+import { pipelineSpecSchema, type StepSpec } from '../../workflows/schemas/pipeline-spec';
+import { refuseTaskRef } from '../../workflows/schemas/task-ref';
+
+const ECHO = 'pantheon_tasks.testkit:echo';
+const valid = {
+  name: 'demo',
+  project: 'acme',
+  priority: 3,
+  steps: [
+    { id: 'a', task: ECHO, args: ['hi'], resources: { cpus: 1, memoryMb: 100 } },
+    { id: 'b', task: ECHO, args: [{ $step: 'a' }], dependsOn: ['a'] },
+  ],
+};
+
+function issuesOf(raw: unknown): string {
+  const parsed = parsePipelineSpec(raw);
+  if (parsed.ok) throw new Error('expected the spec to be refused');
+  return parsed.issues.map((i) => `${i.path}: ${i.message}`).join('\n');
+}
+
+describe('pipeline spec validation', () => {
+  test('the documented example is valid and gets defaults', () => {
+    const parsed = parsePipelineSpec(valid);
+    expect(parsed.ok).toBe(true);
+    if (parsed.ok) {
+      expect(parsed.spec.failurePolicy).toBe('failFast');
+      expect(parsed.spec.steps[0]?.kwargs).toEqual({});
+    }
+  });
+
+  test.each([
+    ['missing name', { ...valid, name: undefined }, /^name: /m],
+    ['missing project', { ...valid, project: undefined }, /^project: /m],
+    ['missing steps', { name: 'x', project: 'acme' }, /^steps: /m],
+    ['empty steps', { ...valid, steps: [] }, /^steps: /m],
+    ['priority out of range', { ...valid, priority: 9 }, /^priority: /m],
+    [
+      'a step with neither task nor job nor agent',
+      { ...valid, steps: [{ id: 'a' }] },
+      /^steps\[0\]\.task: a step names exactly one/m,
+    ],
+    [
+      'a malformed task reference',
+      { ...valid, steps: [{ id: 'a', task: 'not a ref' }] },
+      /^steps\[0\]\.task: /m,
+    ],
+    [
+      'negative cpus',
+      { ...valid, steps: [{ id: 'a', task: ECHO, resources: { cpus: -1 } }] },
+      /^steps\[0\]\.resources\.cpus: /m,
+    ],
+    [
+      'negative memory',
+      { ...valid, steps: [{ id: 'a', task: ECHO, resources: { memoryMb: -5 } }] },
+      /^steps\[0\]\.resources\.memoryMb: /m,
+    ],
+    [
+      'negative custom resource',
+      { ...valid, steps: [{ id: 'a', task: ECHO, resources: { custom: { tpu: -1 } } }] },
+      /^steps\[0\]\.resources\.custom\.tpu: /m,
+    ],
+    [
+      'an unknown field',
+      { ...valid, steps: [{ id: 'a', task: ECHO, colour: 'red' }] },
+      /^steps\[0\]: .*colour/m,
+    ],
+    [
+      'duplicate step ids',
+      {
+        ...valid,
+        steps: [
+          { id: 'a', task: ECHO },
+          { id: 'a', task: ECHO },
+        ],
+      },
+      /^steps\[1\]\.id: duplicate step id "a"/m,
+    ],
+    [
+      'unknown dependsOn',
+      { ...valid, steps: [{ id: 'a', task: ECHO, dependsOn: ['zz'] }] },
+      /^steps\[0\]\.dependsOn\[0\]: unknown step "zz"/m,
+    ],
+    [
+      'unknown $step reference',
+      { ...valid, steps: [{ id: 'a', task: ECHO, args: [{ x: { $step: 'ghost' } }] }] },
+      /^steps\[0\]\.args\[0\]\.x: unknown step "ghost"/m,
+    ],
+    [
+      'a cycle',
+      {
+        ...valid,
+        steps: [
+          { id: 'a', task: ECHO, dependsOn: ['c'] },
+          { id: 'b', task: ECHO, dependsOn: ['a'] },
+          { id: 'c', task: ECHO, dependsOn: ['b'] },
+        ],
+      },
+      /^steps\[0\]\.dependsOn: dependency cycle: a -> c -> b -> a/m,
+    ],
+    [
+      'a self-dependency',
+      { ...valid, steps: [{ id: 'a', task: ECHO, dependsOn: ['a'] }] },
+      /^steps\[0\]\.dependsOn\[0\]: step "a" depends on itself/m,
+    ],
+  ])('refuses %s and names the field', (_name, raw, expected) => {
+    expect(issuesOf(raw)).toMatch(expected);
+  });
+
+  test('a non-object input is refused', () => {
+    expect(issuesOf('hello')).toMatch(/^\(input\): /);
+  });
+});
+
+describe('task references', () => {
+  test('only allowed packages pass', () => {
+    expect(refuseTaskRef(ECHO, ['pantheon_tasks'])).toBeUndefined();
+    expect(refuseTaskRef('pantheon_tasks_evil.x:y', ['pantheon_tasks'])).toMatch(
+      /outside the allowed packages/,
+    );
+    expect(refuseTaskRef('os:system', ['pantheon_tasks'])).toMatch(/outside the allowed packages/);
+    expect(refuseTaskRef('os.system', ['pantheon_tasks'])).toMatch(/not of the form/);
+  });
+});
+
+describe('DAG planning', () => {
+  const step = (id: string, dependsOn: string[] = [], args: unknown[] = []): StepSpec =>
+    pipelineSpecSchema.shape.steps.element.parse({ id, task: ECHO, dependsOn, args });
+
+  test('$step references are dependencies', () => {
+    expect(dependenciesOf(step('b', ['x'], [{ $step: 'a' }, [{ $step: 'c', path: 'y' }]])).sort()).toEqual([
+      'a',
+      'c',
+      'x',
+    ]);
+  });
+
+  test('ready and blocked steps follow their dependencies', () => {
+    const steps = [step('a'), step('b', ['a']), step('c', ['b']), step('d')];
+    expect(
+      readySteps(steps, { a: 'pending', b: 'pending', c: 'pending', d: 'pending' }).map((s) => s.id),
+    ).toEqual(['a', 'd']);
+    expect(
+      readySteps(steps, { a: 'succeeded', b: 'pending', c: 'pending', d: 'running' }).map((s) => s.id),
+    ).toEqual(['b']);
+    expect(
+      blockedSteps(steps, { a: 'failed', b: 'pending', c: 'pending', d: 'pending' }).map((s) => s.id),
+    ).toEqual(['b']);
+  });
+
+  test('references resolve to outputs, with a path', () => {
+    const outputs = { a: { text: 'hi', n: [1, 2] }, b: 7 };
+    expect(resolveStepRefs({ x: [{ $step: 'a', path: 'text' }, { $step: 'b' }], y: 1 }, outputs)).toEqual({
+      x: ['hi', 7],
+      y: 1,
+    });
+  });
+
+  test('property: a chain in any order has no cycle; closing it makes one', () => {
+    fc.assert(
+      fc.property(fc.integer({ min: 2, max: 30 }), fc.integer(), (n, seed) => {
+        const ids = Array.from({ length: n }, (_, i) => `s${i}`);
+        const chain = ids.map((id, i) => step(id, i === 0 ? [] : [ids[i - 1]!]));
+        const shuffled = [...chain].sort(
+          (x, y) => ((x.id.length * 31 + seed) % 7) - ((y.id.length * 31 + seed) % 7),
+        );
+        expect(findCycle(shuffled)).toBeUndefined();
+        const closed = chain.map((s, i) => (i === 0 ? step(s.id, [ids[n - 1]!]) : s));
+        const cycle = findCycle(closed);
+        expect(cycle).toBeDefined();
+        expect(new Set(cycle).size).toBe(n);
+      }),
+    );
+  });
+});
