@@ -18,6 +18,7 @@ from typing import Any, Awaitable, Callable
 
 import ray
 
+from . import cluster_ops
 from .dispatcher import Dispatcher
 from .runner import DISPATCHER_NAME, NAMESPACE
 
@@ -66,13 +67,6 @@ class Bridge:
     async def cancel(self, p: dict) -> dict:
         return await self.call_dispatcher("cancel", p["key"], bool(p.get("force", False)))
 
-    async def cluster(self, _params: dict) -> dict:
-        nodes = [
-            {"nodeId": n["NodeID"], "alive": n["Alive"], "resources": n["Resources"], "labels": n.get("Labels", {})}
-            for n in ray.nodes()
-        ]
-        return {"nodes": nodes, "available": ray.available_resources()}
-
     def write(self, message: dict) -> None:
         self._out.write(json.dumps(message, separators=(",", ":")) + "\n")
         self._out.flush()
@@ -84,8 +78,11 @@ class Bridge:
             self.write({"id": None, "error": {"type": "BadRequest", "message": str(err)}})
             return
         request_id = request.get("id")
-        handler: Callable[[dict], Awaitable[Any]] | None = getattr(self, request.get("method", ""), None)
-        if request.get("method") not in METHODS or handler is None:
+        method = request.get("method", "")
+        handler: Callable[[dict], Awaitable[Any]] | None = (
+            getattr(self, method, None) if method in DISPATCHER_METHODS else cluster_ops.METHODS.get(method)
+        )
+        if handler is None:
             self.write({"id": request_id, "error": {"type": "BadRequest", "message": f"unknown method {request.get('method')!r}"}})
             return
         try:
@@ -95,7 +92,7 @@ class Bridge:
             self.write({"id": request_id, "error": {"type": type(err).__name__, "message": str(err)[:4000]}})
 
 
-METHODS = {"ping", "submit", "wait", "status", "cancel", "cluster"}
+DISPATCHER_METHODS = {"ping", "submit", "wait", "status", "cancel"}
 
 
 async def serve() -> None:
