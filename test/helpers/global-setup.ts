@@ -6,8 +6,8 @@
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { bundleWorkflowCode } from '@temporalio/worker';
-import { loadStackConfig, REPO_ROOT } from '../../scripts/lib/stack-config';
+import { buildWorkflowBundle } from '../../scripts/build-workflow-bundle';
+import { loadStackConfig } from '../../scripts/lib/stack-config';
 import { stackIsUp, stackUp } from '../../scripts/stack';
 
 export const STARTED_MARKER = 'started-by-tests';
@@ -18,12 +18,10 @@ export default async function globalSetup(): Promise<void> {
   const marker = path.join(config.stateDir, STARTED_MARKER);
   if (!stackIsUp(config)) fs.writeFileSync(marker, String(process.pid));
   const started = Date.now();
-  const [, bundle] = await Promise.all([
+  const [, bundlePath] = await Promise.all([
     stackUp(config),
-    bundleWorkflowCode({ workflowsPath: path.join(REPO_ROOT, 'workflows'), logger: quietLogger }),
+    buildWorkflowBundle(path.join(config.stateDir, 'workflow-bundle.js')),
   ]);
-  const bundlePath = path.join(config.stateDir, 'workflow-bundle.js');
-  fs.writeFileSync(bundlePath, bundle.code);
   process.env.PANTHEON_WORKFLOW_BUNDLE = bundlePath;
   // Test workers and clients talk to this stack, whatever ports it was given.
   process.env.TEMPORAL_ADDRESS = config.temporal.address;
@@ -32,6 +30,3 @@ export default async function globalSetup(): Promise<void> {
   process.env.QDRANT_URL = config.qdrant.url;
   process.stderr.write(`\n[test] stack ready in ${((Date.now() - started) / 1000).toFixed(1)} s\n`);
 }
-
-const noop = () => undefined;
-const quietLogger = { trace: noop, debug: noop, info: noop, warn: noop, error: console.error, log: noop };
