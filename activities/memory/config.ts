@@ -1,0 +1,62 @@
+import { z } from 'zod';
+
+// Unset and empty environment variables both mean "use the default".
+const unsetIfEmpty = (value: unknown) => (value === '' ? undefined : value);
+
+const envSchema = z.object({
+  QDRANT_URL: z.preprocess(
+    unsetIfEmpty,
+    z
+      .string()
+      .regex(/^https?:\/\/[^\s]+$/, { error: 'must be an http:// or https:// URL' })
+      .default('http://127.0.0.1:6333'),
+  ),
+  QDRANT_API_KEY: z.preprocess(unsetIfEmpty, z.string().optional()),
+  PANTHEON_MEMORY_COLLECTION_PREFIX: z.preprocess(
+    unsetIfEmpty,
+    z
+      .string()
+      .regex(/^[a-z0-9_]{1,64}$/, { error: 'lowercase letters, digits and "_" (at most 64)' })
+      .default('pantheon_memory'),
+  ),
+  /** Oldest memories of an agent beyond this many are dropped; 0 means no limit. */
+  PANTHEON_MEMORY_MAX_POINTS_PER_AGENT: z.preprocess(
+    unsetIfEmpty,
+    z.coerce.number().int().min(0).default(10_000),
+  ),
+  /** Memories older than this are never returned and are deleted; 0 means they never expire. */
+  PANTHEON_MEMORY_TTL_SECONDS: z.preprocess(unsetIfEmpty, z.coerce.number().int().min(0).default(0)),
+});
+
+export interface RetentionPolicy {
+  /** Per (project, agent), over both scopes. Undefined: no limit. */
+  maxPointsPerAgent?: number;
+  /** Undefined: memories never expire. */
+  ttlMs?: number;
+}
+
+export interface MemoryConfig {
+  qdrantUrl: string;
+  qdrantApiKey?: string;
+  collectionPrefix: string;
+  retention: RetentionPolicy;
+}
+
+/** Reads the memory configuration from the environment; errors name the variable. */
+export function memoryConfigFromEnv(env: NodeJS.ProcessEnv = process.env): MemoryConfig {
+  const parsed = envSchema.safeParse(env);
+  if (!parsed.success) {
+    const problems = parsed.error.issues.map((issue) => `${issue.path.join('.')} ${issue.message}`);
+    throw new Error(`invalid memory configuration: ${problems.join('; ')}`);
+  }
+  const vars = parsed.data;
+  return {
+    qdrantUrl: vars.QDRANT_URL,
+    qdrantApiKey: vars.QDRANT_API_KEY,
+    collectionPrefix: vars.PANTHEON_MEMORY_COLLECTION_PREFIX,
+    retention: {
+      maxPointsPerAgent: vars.PANTHEON_MEMORY_MAX_POINTS_PER_AGENT || undefined,
+      ttlMs: vars.PANTHEON_MEMORY_TTL_SECONDS ? vars.PANTHEON_MEMORY_TTL_SECONDS * 1000 : undefined,
+    },
+  };
+}

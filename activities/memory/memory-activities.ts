@@ -1,0 +1,71 @@
+import { ApplicationFailure } from '@temporalio/common';
+import type {
+  ForgetMemoryInput,
+  ForgetMemoryResult,
+  RecallMemoryInput,
+  RecallMemoryResult,
+  RetainMemoryInput,
+  RetainMemoryResult,
+} from '../../workflows/schemas/memory';
+import { memoryConfigFromEnv } from './config';
+import { MemoryConfigError, MemoryInputError } from './errors';
+import { openMemoryStore, type MemoryStore } from './store';
+
+export interface MemoryActivities {
+  recallMemory(input: RecallMemoryInput): Promise<RecallMemoryResult>;
+  retainMemory(input: RetainMemoryInput): Promise<RetainMemoryResult>;
+  forgetMemory(input: ForgetMemoryInput): Promise<ForgetMemoryResult>;
+}
+
+/**
+ * Bad input and a misconfigured store fail the activity for good (retrying
+ * cannot fix them); anything else, such as Qdrant being unreachable, stays
+ * retryable.
+ */
+function asActivityFailure(error: unknown): unknown {
+  if (error instanceof MemoryInputError) {
+    return ApplicationFailure.create({
+      message: error.message,
+      type: error.name,
+      nonRetryable: true,
+      details: [error.issues],
+    });
+  }
+  if (error instanceof MemoryConfigError) {
+    return ApplicationFailure.create({ message: error.message, type: error.name, nonRetryable: true });
+  }
+  return error;
+}
+
+/** The memory activities over a store; `getStore` is awaited on every call. */
+export function createMemoryActivities(getStore: () => Promise<MemoryStore>): MemoryActivities {
+  const run = async <T>(operation: (store: MemoryStore) => Promise<T>): Promise<T> => {
+    try {
+      return await operation(await getStore());
+    } catch (error) {
+      throw asActivityFailure(error);
+    }
+  };
+  return {
+    recallMemory: (input) => run((store) => store.recall(input)),
+    retainMemory: (input) => run((store) => store.retain(input)),
+    forgetMemory: (input) => run((store) => store.forget(input)),
+  };
+}
+
+let defaultStore: Promise<MemoryStore> | undefined;
+
+/**
+ * The worker's store, configured from the environment and opened on first
+ * use. A failed open is forgotten so that the next activity attempt retries it.
+ */
+export function defaultMemoryStore(): Promise<MemoryStore> {
+  if (defaultStore === undefined) {
+    const opening = openMemoryStore(memoryConfigFromEnv());
+    defaultStore = opening;
+    opening.catch(() => {
+      if (defaultStore === opening) defaultStore = undefined;
+    });
+  }
+  return defaultStore;
+}

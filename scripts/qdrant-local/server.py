@@ -1,0 +1,112 @@
+"""Serves Qdrant's REST API from qdrant-client's local mode, for machines where
+no Qdrant server can be installed (the embedded default and CI).
+
+    .venv/bin/python scripts/qdrant-local/server.py --host 127.0.0.1 --port 6333 \
+        --storage .state/qdrant [--api-key KEY]
+
+The project's @qdrant/js-client-rest code (and qdrant-client in remote mode)
+talks to it over real HTTP exactly as it would talk to a Qdrant server; setting
+QDRANT_URL points the same code at a real Qdrant instead.
+
+Healthy when ``GET /healthz`` answers 200: the port is only opened after the
+storage has been loaded. ``--port 0`` picks a free port; the chosen address is
+logged as ``qdrant-local listening on http://HOST:PORT``. All output goes to
+stderr; SIGTERM and SIGINT stop it cleanly (in-flight requests finish, storage
+is closed and its lock released).
+
+What local mode does not do: it scans every point on every filtered request
+(payload indexes, ``is_tenant`` included, are accepted, recorded and reported,
+but have no effect), searches exactly instead of through HNSW, and is meant for
+tens of thousands of points, not millions.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import signal
+import sys
+
+from aiohttp import web
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+from qdrant_local_api import build_app  # noqa: E402
+from qdrant_local_engine import LocalEngine  # noqa: E402
+
+log = logging.getLogger("qdrant-local")
+
+# How long in-flight requests get to finish once a stop signal arrives.
+SHUTDOWN_GRACE_SECONDS = 5.0
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=6333, help="0 picks a free port")
+    parser.add_argument("--storage", required=True, help="directory holding the collections")
+    parser.add_argument("--api-key", default=None, help="require this key (api-key or Bearer header)")
+    parser.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    return parser.parse_args(argv)
+
+
+async def serve(args: argparse.Namespace) -> int:
+    engine = LocalEngine(args.storage)
+    try:
+        await engine.open()
+    except RuntimeError as error:  # the storage is locked by another process
+        log.error("cannot open storage %s: %s", args.storage, error)
+        await engine.close()
+        return 1
+
+    app = build_app(engine, args.api_key)
+    # Per-request access lines only at DEBUG: a benchmark makes tens of thousands.
+    access_log = logging.getLogger("qdrant-local.access") if log.isEnabledFor(logging.DEBUG) else None
+    runner = web.AppRunner(app, access_log=access_log, handle_signals=False)
+    await runner.setup()
+    site = web.TCPSite(runner, args.host, args.port, shutdown_timeout=SHUTDOWN_GRACE_SECONDS)
+    try:
+        await site.start()
+    except OSError as error:
+        log.error("cannot listen on %s:%s: %s", args.host, args.port, error)
+        await runner.cleanup()
+        await engine.close()
+        return 1
+
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+
+    host, port = runner.addresses[0][:2]
+    log.info(
+        "qdrant-local listening on http://%s:%s (storage %s%s)",
+        host,
+        port,
+        engine.storage_dir,
+        ", api key required" if args.api_key else "",
+    )
+    await stop.wait()
+    log.info("stopping")
+    await runner.cleanup()
+    await engine.close()
+    log.info("stopped")
+    return 0
+
+
+def main(argv: list[str]) -> int:
+    args = parse_args(argv)
+    logging.basicConfig(
+        stream=sys.stderr,
+        level=getattr(logging, args.log_level),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    # Local mode reports some conditions (e.g. a large collection) through `warnings`.
+    logging.captureWarnings(True)
+    return asyncio.run(serve(args))
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
