@@ -13,7 +13,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { Command } from 'commander';
 import { z } from 'zod';
-import { isAlive, portOpen, spawnDetached, stopGroup, tailFile, waitFor } from './lib/processes';
+import { freePort, isAlive, portOpen, spawnDetached, stopGroup, tailFile, waitFor } from './lib/processes';
 import {
   loadNodeGroups,
   loadStackConfig,
@@ -65,7 +65,16 @@ async function startService(
 ): Promise<void> {
   const existing = runningPid(config, name);
   if (existing !== undefined) {
-    if (await healthy()) {
+    // One probe is not enough on a loaded host (or while the same process bundles workflows):
+    // a healthy service gets a few seconds to answer before it is called unhealthy.
+    const answered = await waitFor(
+      `${name} to answer`,
+      async () => ((await healthy()) ? true : undefined),
+      15_000,
+    )
+      .then(() => true)
+      .catch(() => false);
+    if (answered) {
       log(`${name} already running (pid ${existing})`);
       return;
     }
@@ -139,6 +148,9 @@ export async function startTemporal(config: StackConfig) {
 }
 
 export async function startRayHead(config: StackConfig) {
+  // The head's dashboard agent serves the Jobs API's submissions; its default port (52365) is
+  // taken by the first Ray head on the host, and without it every job submission is refused.
+  const agentPort = await freePort();
   const args = [
     'start',
     '--head',
@@ -152,6 +164,8 @@ export async function startRayHead(config: StackConfig) {
     '127.0.0.1',
     '--dashboard-port',
     String(config.ray.dashboardPort),
+    '--dashboard-agent-listen-port',
+    String(agentPort),
     '--include-dashboard',
     'true',
     // The head runs no steps: only the dispatcher actor, which asks for this resource.

@@ -12,6 +12,7 @@ import { Command } from 'commander';
 import { loadWorkerConfig } from '../workers/config';
 import { createLogger } from '../workers/logger';
 import { createPantheonWorker } from '../workers/pantheon-worker';
+import { AUTOSCALER_WORKFLOW_ID } from '../workflows/schemas/autoscaler';
 import type { PipelineResult } from '../workflows/schemas/pipeline-spec';
 import { PIPELINE_TASK_QUEUE } from '../workflows/task-queues';
 import { loadStackConfig, REPO_ROOT } from './lib/stack-config';
@@ -47,8 +48,19 @@ async function main(): Promise<void> {
 
   let ok = false;
   const connection = await Connection.connect({ address: config.temporal.address });
+  const client = new Client({ connection, namespace: config.temporal.namespace });
   try {
-    const client = new Client({ connection, namespace: config.temporal.namespace });
+    // One autoscaler per cluster: an autoscaler already running is kept as it is.
+    const autoscaler = await client.workflow.start('autoscaler', {
+      taskQueue: PIPELINE_TASK_QUEUE,
+      workflowId: AUTOSCALER_WORKFLOW_ID,
+      args: [{}],
+      workflowIdConflictPolicy: 'USE_EXISTING',
+      staticSummary: 'autoscaler: resizes the Ray node groups from their task-queue backlog',
+    });
+    say(
+      `Autoscaler running as workflow ${autoscaler.workflowId}\n  Web UI: http://127.0.0.1:${stack.temporal.uiPort}/namespaces/${config.temporal.namespace}/workflows/${autoscaler.workflowId}`,
+    );
     const spec = JSON.parse(fs.readFileSync(options.spec, 'utf8')) as { name: string };
     const workflowId = `${spec.name}-${Date.now()}`;
     const webUi = `http://127.0.0.1:${stack.temporal.uiPort}/namespaces/${config.temporal.namespace}/workflows/${workflowId}`;
@@ -67,13 +79,20 @@ async function main(): Promise<void> {
     ok = true;
     say(`Pipeline finished. Web UI: ${webUi}`);
   } finally {
-    await connection.close();
     if (ok && !options.exit) {
       say('The stack and the worker stay up; press Ctrl-C to stop.');
       await new Promise<void>((resolve) =>
         process.once('SIGINT', () => resolve()).once('SIGTERM', () => resolve()),
       );
     }
+    // The dev server keeps workflows in its file: an autoscaler left running would
+    // wake up with the next worker on this stack (a test run's, say) and resize it.
+    if (ownsStack)
+      await client.workflow
+        .getHandle(AUTOSCALER_WORKFLOW_ID)
+        .terminate('the local stack that npm start brought up is going down')
+        .catch(() => undefined);
+    await connection.close();
     worker.shutdown();
     await workerDone;
     if (ownsStack) {

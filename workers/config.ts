@@ -52,8 +52,27 @@ const workerEnvSchema = z.object({
     .default(256 * 1024),
   PANTHEON_STATUS_POLL_MS: z.coerce.number().int().min(100).default(1_000),
   PANTHEON_CANCEL_GRACE_MS: z.coerce.number().int().min(0).default(2_000),
+  /** How a step is held to its memory request on its node (ray-tasks/pantheon_runtime/memory_guard.py). */
+  PANTHEON_MEMORY_GUARD: z.enum(['auto', 'cgroup', 'rlimit', 'off']).default('auto'),
+  /** The most memory a step is retried with after running out (one node of its group caps it too). */
+  PANTHEON_MAX_STEP_MEMORY_MB: z.coerce.number().int().min(1).default(65_536),
+  /** What a step that asked for no memory is retried with after running out. */
+  PANTHEON_FIRST_OOM_MEMORY_MB: z.coerce.number().int().min(1).default(1_024),
+  /** How much of the end of a Ray job's log goes into heartbeats and the step result. */
+  PANTHEON_JOB_LOG_TAIL_BYTES: z.coerce
+    .number()
+    .int()
+    .min(256)
+    .max(64 * 1024)
+    .default(4_096),
   /** How often the worker reads Ray's node list to size its admission gate. */
   PANTHEON_CAPACITY_REFRESH_MS: z.coerce.number().int().min(100).default(1_000),
+  /** Serve Prometheus metrics at GET /metrics on this port (9464 is the convention); unset: off. */
+  PANTHEON_METRICS_PORT: z.coerce.number().int().min(1).max(65535).optional(),
+  PANTHEON_METRICS_HOST: z.string().min(1).default('127.0.0.1'),
+  /** The RayCluster that node groups with provider "kuberay" resize; unset: no kuberay provider. */
+  PANTHEON_KUBERAY_CLUSTER: z.string().min(1).optional(),
+  PANTHEON_KUBERAY_NAMESPACE: z.string().min(1).default('default'),
   LOG_LEVEL: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent']).default('info'),
 });
 
@@ -103,7 +122,18 @@ export function loadWorkerConfig(env: NodeJS.ProcessEnv = process.env) {
     maxResultBytes: e.PANTHEON_MAX_RESULT_BYTES,
     statusPollMs: e.PANTHEON_STATUS_POLL_MS,
     cancelGraceMs: e.PANTHEON_CANCEL_GRACE_MS,
+    memoryGuard: e.PANTHEON_MEMORY_GUARD,
+    maxStepMemoryMb: e.PANTHEON_MAX_STEP_MEMORY_MB,
+    firstOomMemoryMb: e.PANTHEON_FIRST_OOM_MEMORY_MB,
+    jobLogTailBytes: e.PANTHEON_JOB_LOG_TAIL_BYTES,
     capacityRefreshMs: e.PANTHEON_CAPACITY_REFRESH_MS,
+    metrics:
+      e.PANTHEON_METRICS_PORT === undefined
+        ? null
+        : { port: e.PANTHEON_METRICS_PORT, host: e.PANTHEON_METRICS_HOST },
+    kuberay: e.PANTHEON_KUBERAY_CLUSTER
+      ? { clusterName: e.PANTHEON_KUBERAY_CLUSTER, namespace: e.PANTHEON_KUBERAY_NAMESPACE }
+      : null,
     logLevel: e.LOG_LEVEL,
   };
 }

@@ -3,16 +3,29 @@
  * `pantheon` queue (workflows + control activities), and one worker per node
  * group on that group's queue (Ray step activities), admitted by Ray capacity.
  */
+import { Client, Connection } from '@temporalio/client';
 import { NativeConnection, Worker, type WorkerOptions } from '@temporalio/worker';
 import type { Logger } from 'pino';
-import { createControlActivities, createRayTaskActivities } from '../activities';
+import { Registry } from 'prom-client';
+import {
+  createControlActivities,
+  createPipelineControlActivities,
+  createRayTaskActivities,
+} from '../activities';
 import { RayBridge } from '../activities/ray/bridge-client';
+import { createRayJobActivities } from '../activities/ray/job-step';
+import { workflowClosedCheck } from '../activities/ray/workflow-liveness';
 import { listRayNodes } from '../activities/ray/cluster-state';
-import { loadNodeGroups } from '../scripts/lib/stack-config';
+import { createAutoscalerActivities } from '../activities/scaling/activities';
+import { AutoscalerMetrics } from '../activities/scaling/metrics';
+import { createNodeProviders } from '../activities/scaling/providers';
+import { loadNodeGroups, loadStackConfig } from '../scripts/lib/stack-config';
 import { PIPELINE_TASK_QUEUE, nodeGroupTaskQueue } from '../workflows/task-queues';
 import type { WorkerConfig } from './config';
 import { installSdkLogging } from './logger';
+import { startMetricsServer, type MetricsServer } from './metrics-server';
 import { groupCpuCapacity, RayCapacitySlotSupplier } from './ray-capacity-slots';
+import { stepStartNotifier } from './step-start-notifier';
 
 export interface PantheonWorker {
   bridge: RayBridge;
@@ -39,6 +52,14 @@ export async function createPantheonWorker(
     tls: config.temporal.tls,
     apiKey: config.temporal.apiKey,
   });
+  // A client for what workers tell Temporal themselves: step start signals,
+  // priority changes, agent performance records.
+  const clientConnection = await Connection.connect({
+    address: config.temporal.address,
+    tls: config.temporal.tls,
+    apiKey: config.temporal.apiKey,
+  });
+  const client = new Client({ connection: clientConnection, namespace: config.temporal.namespace });
   const bridge = new RayBridge({
     python: config.python,
     rayTasksDir: config.rayTasksDir,
@@ -49,8 +70,24 @@ export async function createPantheonWorker(
     await bridge.start();
   } catch (err) {
     await connection.close();
+    await clientConnection.close();
     throw err;
   }
+
+  // The autoscaler's activities (observe, apply) run here, on the pipeline worker.
+  const metricsRegistry = new Registry();
+  const stack = loadStackConfig();
+  const nodeProviders = await createNodeProviders({
+    groups,
+    // Local nodes join the Ray cluster this worker uses, whatever ports the stack was given.
+    stack: {
+      ...stack,
+      ray: { ...stack.ray, address: config.ray.address, dashboardUrl: config.ray.dashboardUrl },
+    },
+    bridge,
+    kuberay: config.kuberay,
+    logger: logger.child({ component: 'node-provider' }),
+  });
 
   const workflowSource: Partial<WorkerOptions> = options.workflowBundlePath
     ? { workflowBundle: { codePath: options.workflowBundlePath } }
@@ -60,10 +97,22 @@ export async function createPantheonWorker(
     namespace: config.temporal.namespace,
     taskQueue: PIPELINE_TASK_QUEUE,
     ...workflowSource,
-    activities: createControlActivities({
-      nodeGroups: groups,
-      allowedTaskPackages: config.allowedTaskPackages,
-    }),
+    activities: {
+      ...createControlActivities({
+        nodeGroups: groups,
+        allowedTaskPackages: config.allowedTaskPackages,
+      }),
+      ...createPipelineControlActivities(client, logger.child({ component: 'pipeline-control' })),
+      ...createAutoscalerActivities({
+        workflowService: connection.workflowService,
+        namespace: config.temporal.namespace,
+        bridge,
+        nodeGroups: groups,
+        providerFor: nodeProviders.providerFor,
+        metrics: new AutoscalerMetrics(metricsRegistry),
+        logger: logger.child({ component: 'autoscaler' }),
+      }),
+    },
   });
 
   const rayActivities = createRayTaskActivities(
@@ -73,8 +122,23 @@ export async function createPantheonWorker(
       maxResultBytes: config.maxResultBytes,
       statusPollMs: config.statusPollMs,
       cancelGraceMs: config.cancelGraceMs,
+      memoryGuard: config.memoryGuard,
+      maxStepMemoryMb: config.maxStepMemoryMb,
+      firstOomMemoryMb: config.firstOomMemoryMb,
+      nodeGroups: groups,
+      workflowClosed: workflowClosedCheck(client),
     },
     logger.child({ component: 'ray-step' }),
+  );
+  const rayJobActivities = createRayJobActivities(
+    {
+      dashboardUrl: config.ray.dashboardUrl,
+      statusPollMs: config.statusPollMs,
+      logTailBytes: config.jobLogTailBytes,
+      stopWaitMs: config.cancelGraceMs + 10_000,
+      workflowClosed: workflowClosedCheck(client),
+    },
+    logger.child({ component: 'ray-job' }),
   );
   const capacity = new Map<string, RayCapacitySlotSupplier>();
   const groupWorkers: Worker[] = [];
@@ -86,7 +150,8 @@ export async function createPantheonWorker(
         connection,
         namespace: config.temporal.namespace,
         taskQueue: nodeGroupTaskQueue(group.name),
-        activities: rayActivities,
+        activities: { ...rayActivities, ...rayJobActivities },
+        interceptors: { activity: [stepStartNotifier(client, logger.child({ component: 'step-start' }))] },
         // Cancellation reaches a step through its heartbeat: flush them often.
         maxHeartbeatThrottleInterval: '1s',
         tuner: {
@@ -115,12 +180,17 @@ export async function createPantheonWorker(
     bridge,
     capacity,
     async run() {
+      let metricsServer: MetricsServer | null = null;
       try {
+        if (config.metrics) metricsServer = await startMetricsServer(metricsRegistry, config.metrics);
         await Promise.all(workers.map((w) => w.run()));
       } finally {
         clearInterval(capacityTimer);
+        await metricsServer?.close();
+        await nodeProviders.close();
         await bridge.close();
         await connection.close();
+        await clientConnection.close();
       }
     },
     shutdown() {

@@ -31,6 +31,11 @@ export class RayCapacitySlotSupplier implements CustomSlotSupplier<ActivitySlotI
     return this.used;
   }
 
+  /** Steps the group's Ray nodes can hold now (their CPUs), as last read. */
+  get slotCapacity(): number {
+    return this.capacity;
+  }
+
   setCapacity(capacity: number): void {
     if (capacity !== this.capacity) this.logger.info({ group: this.group, capacity }, 'Ray capacity changed');
     this.capacity = capacity;

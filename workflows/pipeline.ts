@@ -3,33 +3,43 @@
  * It validates the JSON spec, plans placement, then runs the DAG: every step
  * whose dependencies have succeeded is started at once, as an activity on its
  * node group's task queue, with the pipeline's priority and fairness key.
+ *
+ * Besides the messages every pipeline answers (pipeline-messages.ts), this one
+ * takes two updates that only make sense for a declared DAG: `setStepResources`
+ * for a step that has not started, and `addStep`.
  */
 import {
+  allHandlersFinished,
   ApplicationFailure,
-  CancellationScope,
   condition,
-  defineQuery,
   isCancellation,
-  proxyLocalActivities,
   setHandler,
-  upsertSearchAttributes,
 } from '@temporalio/workflow';
-import type { ControlActivities } from '../activities';
+import { agentCatalog } from '../agents/catalog';
 import {
   blockedSteps,
+  dependenciesOf,
   describeIssues,
+  findCycle,
   parsePipelineSpec,
   readySteps,
   resolveStepRefs,
   type SpecIssue,
 } from './dag';
-import type { PipelineResult, PipelineSpec, StepResult, StepSpec, StepStatus } from './schemas/pipeline-spec';
-import { executeStep, failureOf } from './step-execution';
-import { planSteps } from './step-plan';
+import {
+  addStepInputSchema,
+  addStepUpdate,
+  setStepResourcesInputSchema,
+  setStepResourcesUpdate,
+  type StepAdded,
+  type StepResourcesChanged,
+} from './pipeline-messages';
+import { invalidUpdate, parseUpdateInput, PipelineRun } from './pipeline-run';
+import type { PipelineResult, StepSpec, StepStatus } from './schemas/pipeline-spec';
+import { planStep, planSteps } from './step-plan';
 
-export const progressQuery = defineQuery<PipelineResult>('progress');
-
-const { loadPlacementContext } = proxyLocalActivities<ControlActivities>({ startToCloseTimeout: '30s' });
+export { fairnessKeyOf } from './pipeline-run';
+export { progressQuery } from './pipeline-messages';
 
 export function invalidSpec(issues: SpecIssue[]): ApplicationFailure {
   return ApplicationFailure.create({
@@ -40,97 +50,146 @@ export function invalidSpec(issues: SpecIssue[]): ApplicationFailure {
   });
 }
 
-export function fairnessKeyOf(spec: PipelineSpec): string {
-  return spec.user ? `${spec.project}/${spec.user}` : spec.project;
-}
-
 export async function pipeline(input: unknown): Promise<PipelineResult> {
   const parsed = parsePipelineSpec(input);
   if (!parsed.ok) throw invalidSpec(parsed.issues);
   const spec = parsed.spec;
+  const steps: StepSpec[] = [...spec.steps];
 
-  const results: Record<string, StepResult> = {};
-  const status: Record<string, StepStatus> = {};
-  const outputs: Record<string, unknown> = {};
-  for (const step of spec.steps) {
-    status[step.id] = 'pending';
-    results[step.id] = { status: 'pending', attempts: 0 };
-  }
-  setHandler(progressQuery, () => ({ name: spec.name, project: spec.project, steps: results }));
+  const run = new PipelineRun(
+    {
+      name: spec.name,
+      project: spec.project,
+      user: spec.user,
+      priority: spec.priority,
+      fairnessWeight: spec.fairnessWeight,
+    },
+    agentCatalog,
+  );
+  for (const step of steps) run.declare(step.id, step.agent);
 
-  const plan = planSteps(spec, await loadPlacementContext());
+  const context = await run.load();
+  const plan = planSteps({ steps }, context, agentCatalog);
   if (!plan.ok) throw invalidSpec(plan.issues);
-  const groups = plan.groups;
+  run.begin();
 
-  upsertSearchAttributes({
-    PantheonProject: [spec.project],
-    PantheonPipeline: [spec.name],
-    PantheonStatus: ['running'],
-  });
-
-  const priority = {
-    priorityKey: spec.priority,
-    fairnessKey: fairnessKeyOf(spec),
-    fairnessWeight: spec.fairnessWeight,
-  };
-  const setStatus = (id: string, next: StepStatus) => {
-    status[id] = next;
-    results[id] = { ...results[id], status: next, attempts: results[id]?.attempts ?? 0 };
-  };
+  // Read from the run's results, which a step's success updates at once: a
+  // separate map filled after `await` could lag behind a dependant's scheduling.
+  const outputs = (): Record<string, unknown> =>
+    Object.fromEntries(
+      steps.filter((s) => run.statusOf(s.id) === 'succeeded').map((s) => [s.id, run.results[s.id]!.output]),
+    );
+  const status = (): Record<string, StepStatus> =>
+    Object.fromEntries(steps.map((s) => [s.id, run.statusOf(s.id) ?? 'pending']));
   let stopScheduling = false;
-  const stepsScope = new CancellationScope();
 
-  async function runStep(step: StepSpec): Promise<void> {
-    setStatus(step.id, 'running');
-    try {
-      const inputs = {
-        args: resolveStepRefs(step.args, outputs) as unknown[],
-        kwargs: resolveStepRefs(step.kwargs, outputs) as Record<string, unknown>,
-      };
-      const placement = { group: groups[step.id]!, priority };
-      results[step.id] = await stepsScope.run(() => executeStep(step, inputs, placement));
-      outputs[step.id] = results[step.id]!.output;
-      status[step.id] = 'succeeded';
-    } catch (err) {
-      const cancelled = isCancellation(err);
-      const failure = failureOf(err);
-      results[step.id] = {
-        status: cancelled ? 'cancelled' : 'failed',
-        attempts: failure.attempts,
-        error: { type: failure.type, message: failure.message },
-      };
-      status[step.id] = cancelled ? 'cancelled' : 'failed';
-      if (!cancelled && spec.failurePolicy === 'failFast') {
-        stopScheduling = true;
-        stepsScope.cancel();
-      }
-    }
-    schedule();
-  }
+  setHandler(
+    setStepResourcesUpdate,
+    (raw): StepResourcesChanged => {
+      const { stepId, resources } = parseUpdateInput(setStepResourcesInputSchema, raw);
+      const index = steps.findIndex((s) => s.id === stepId);
+      const changed = { ...steps[index]!, resources };
+      steps[index] = changed;
+      const { group } = planStep(changed, `steps[${index}]`, context, agentCatalog);
+      run.declare(stepId);
+      return { stepId, resources, group: group! };
+    },
+    {
+      validator: (raw) => {
+        const { stepId, resources } = parseUpdateInput(setStepResourcesInputSchema, raw);
+        if (run.status !== 'running') throw invalidUpdate(`the pipeline has already ${run.status}`);
+        const index = steps.findIndex((s) => s.id === stepId);
+        if (index < 0) throw invalidUpdate(`unknown step "${stepId}"`);
+        const current = run.statusOf(stepId);
+        if (current !== 'pending')
+          throw invalidUpdate(
+            `step "${stepId}" is ${current}: only a step that has not started can change resources`,
+          );
+        const planned = planStep({ ...steps[index]!, resources }, 'resources', context, agentCatalog);
+        if (planned.issues.length > 0) throw invalidUpdate(describeIssues(planned.issues));
+      },
+    },
+  );
+
+  setHandler(
+    addStepUpdate,
+    (raw): StepAdded => {
+      const { step } = parseUpdateInput(addStepInputSchema, raw);
+      steps.push(step);
+      run.declare(step.id, step.agent);
+      return { stepId: step.id, dependsOn: dependenciesOf(step) };
+    },
+    {
+      validator: (raw) => {
+        const { step } = parseUpdateInput(addStepInputSchema, raw);
+        if (run.status !== 'running' || stopScheduling)
+          throw invalidUpdate(`the pipeline is ${stopScheduling ? 'stopping after a failure' : run.status}`);
+        if (steps.some((s) => s.id === step.id))
+          throw invalidUpdate(`step.id: step "${step.id}" already exists`);
+        const missing = dependenciesOf(step).filter((d) => !steps.some((s) => s.id === d));
+        if (missing.length > 0)
+          throw invalidUpdate(
+            `step.dependsOn: unknown step${missing.length > 1 ? 's' : ''} ${missing.map((m) => `"${m}"`).join(', ')}`,
+          );
+        if (findCycle([...steps, step]))
+          throw invalidUpdate(`step "${step.id}" would close a dependency cycle`);
+        const planned = planStep(step, 'step', context, agentCatalog);
+        if (planned.issues.length > 0) throw invalidUpdate(describeIssues(planned.issues));
+      },
+    },
+  );
 
   let running = 0;
+  async function runStep(step: StepSpec): Promise<void> {
+    const available = outputs();
+    const inputs = {
+      args: resolveStepRefs(step.args, available) as unknown[],
+      kwargs: resolveStepRefs(step.kwargs, available) as Record<string, unknown>,
+    };
+    await run.runStep(step, inputs);
+  }
+
   function schedule(): void {
-    for (const blocked of blockedSteps(spec.steps, status)) setStatus(blocked.id, 'skipped');
+    const current = status();
+    if (spec.failurePolicy === 'failFast' && !stopScheduling && Object.values(current).includes('failed')) {
+      // failFast: the first failure stops everything still running; the rest is skipped.
+      stopScheduling = true;
+      run.stepsScope.cancel();
+    }
+    for (const blocked of blockedSteps(steps, current)) run.setStatus(blocked.id, 'skipped');
     if (stopScheduling) {
-      for (const step of spec.steps) if (status[step.id] === 'pending') setStatus(step.id, 'skipped');
+      for (const step of steps) if (run.statusOf(step.id) === 'pending') run.setStatus(step.id, 'skipped');
       return;
     }
-    for (const step of readySteps(spec.steps, status)) {
+    for (const step of readySteps(steps, status())) {
       running++;
+      // Not pending any more from here on, so the next schedule() does not start it twice.
+      run.setStatus(step.id, 'queued');
       void runStep(step).finally(() => running--);
     }
   }
 
-  schedule();
-  await condition(
-    () => running === 0 && spec.steps.every((s) => status[s.id] !== 'pending' && status[s.id] !== 'running'),
-  );
+  try {
+    for (;;) {
+      schedule();
+      if (running === 0 && run.allFinal) break;
+      const seen = run.version;
+      await condition(() => run.version !== seen || (running === 0 && run.allFinal));
+    }
+  } catch (err) {
+    if (isCancellation(err)) {
+      run.finish('cancelled');
+      throw err;
+    }
+    throw err;
+  }
 
-  const result: PipelineResult = { name: spec.name, project: spec.project, steps: results };
-  const failed = spec.steps.filter((s) => status[s.id] === 'failed');
-  upsertSearchAttributes({ PantheonStatus: [failed.length > 0 ? 'failed' : 'succeeded'] });
+  const failed = steps.filter((s) => run.statusOf(s.id) === 'failed');
+  const result = run.finish(failed.length > 0 ? 'failed' : 'succeeded');
+  // Updates accepted before the end (a priority change waiting on its activity) finish first.
+  await condition(allHandlersFinished);
   if (failed.length > 0) {
-    const first = results[failed[0]!.id]!;
+    const first = result.steps[failed[0]!.id]!;
     throw ApplicationFailure.create({
       type: 'PipelineStepFailed',
       message: `step ${failed.map((s) => `"${s.id}"`).join(', ')} failed: ${first.error?.type}: ${first.error?.message}`,

@@ -7,7 +7,7 @@
  * routes each step to its group's task queue with it, and the autoscaling
  * policy sizes groups with the same notion of "fits".
  */
-import type { NodeGroup } from './schemas/node-groups';
+import { NODE_GROUP_LABEL, type NodeGroup } from './schemas/node-groups';
 import { DISK_RESOURCE, type Resources } from './schemas/resources';
 
 /** Ray gives a task one CPU unless it says otherwise, so an unspecified request counts as one CPU. */
@@ -128,4 +128,16 @@ function explainInfeasible(resources: Resources, groups: readonly NodeGroup[]): 
   }
   const perGroup = groups.map((g) => `${g.name} lacks ${nodeShortfall(resources, g.node) ?? 'nothing'}`);
   return `no node group can hold the whole request at once: ${perGroup.join('; ')}`;
+}
+
+/**
+ * The step's resources with a label selector for its group's nodes. Routing a
+ * step to a group's task queue is not enough on its own: Ray would place it on
+ * any node with room, including another group's, while each group's worker
+ * admits steps against its own nodes' capacity and the autoscaler sizes each
+ * group for its own backlog. Every node of a group carries the label (local
+ * nodes get it at `ray start`; KubeRay pods through `rayStartParams.labels`).
+ */
+export function pinToGroup(resources: Resources | undefined, group: string): Resources {
+  return { ...resources, labels: { ...resources?.labels, [NODE_GROUP_LABEL]: group } };
 }

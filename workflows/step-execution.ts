@@ -3,8 +3,14 @@
  * group's task queue, timeouts, retry policy, priority and fairness) and the
  * activity call itself. Workflow code: deterministic, no I/O.
  */
-import { ApplicationFailure, proxyActivities, type ActivityOptions } from '@temporalio/workflow';
-import type { RayTaskActivities } from '../activities';
+import {
+  ActivityCancellationType,
+  ApplicationFailure,
+  proxyActivities,
+  type ActivityOptions,
+} from '@temporalio/workflow';
+import type { RayJobActivities, RayTaskActivities } from '../activities';
+import { pinToGroup } from './placement';
 import type { StepResult, StepSpec } from './schemas/pipeline-spec';
 import { nodeGroupTaskQueue } from './task-queues';
 
@@ -30,6 +36,8 @@ export function stepActivityOptions(step: StepSpec, group: string, priority: Ste
     taskQueue: nodeGroupTaskQueue(group),
     startToCloseTimeout: `${step.timeoutSeconds ?? DEFAULT_STEP_TIMEOUT_SECONDS}s`,
     heartbeatTimeout: STEP_HEARTBEAT_TIMEOUT,
+    // A cancelled step is over only once its Ray task or job is stopped, not when the cancel is sent.
+    cancellationType: ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
     retry: {
       initialInterval: retry.initialIntervalMs,
       backoffCoefficient: retry.backoffCoefficient,
@@ -61,6 +69,15 @@ export function failureOf(err: unknown): { type: string; message: string; attemp
   };
 }
 
+export interface StepPlacement {
+  group: string;
+  priority: StepPriority;
+  /** A stable activity id, so the pipeline can find the activity again (priority changes, start signals). */
+  activityId?: string;
+  /** Replaces the default activity summary (`<step>: <task>`) shown in the Web UI. */
+  summary?: string;
+}
+
 /**
  * Runs a step whose inputs are already resolved; resolves to its succeeded
  * result, or throws the activity's failure.
@@ -68,14 +85,35 @@ export function failureOf(err: unknown): { type: string; message: string; attemp
 export async function executeStep(
   step: StepSpec,
   inputs: { args: unknown[]; kwargs: Record<string, unknown> },
-  placement: { group: string; priority: StepPriority },
+  placement: StepPlacement,
 ): Promise<StepResult> {
-  const { runRayTask } = proxyActivities<RayTaskActivities>(
-    stepActivityOptions(step, placement.group, placement.priority),
-  );
+  const { runRayTask, runRayJob } = proxyActivities<RayTaskActivities & RayJobActivities>({
+    ...stepActivityOptions(step, placement.group, placement.priority),
+    ...(placement.activityId !== undefined && { activityId: placement.activityId }),
+    ...(placement.summary !== undefined && { summary: placement.summary }),
+  });
+  if (step.job !== undefined) {
+    const job = await runRayJob({
+      stepId: step.id,
+      job: step.job,
+      resources: pinToGroup(step.resources, placement.group),
+    });
+    return {
+      status: 'succeeded',
+      output: { submissionId: job.submissionId, exitCode: job.exitCode, logTail: job.logTail },
+      attempts: job.attempt,
+      node: job.node ?? undefined,
+      nodes: job.node ? [job.node] : [],
+      runningMs: job.runningMs,
+      submissionId: job.submissionId,
+      logTail: job.logTail,
+    };
+  }
   if (step.task === undefined)
     throw ApplicationFailure.nonRetryable(`step "${step.id}" names no task`, 'InvalidPipelineSpec');
-  const out = await runRayTask({ stepId: step.id, task: step.task, ...inputs, resources: step.resources });
+  // Pinned to its group's nodes: the group's worker admitted it against exactly their capacity.
+  const resources = pinToGroup(step.resources, placement.group);
+  const out = await runRayTask({ stepId: step.id, task: step.task, ...inputs, resources });
   return {
     status: 'succeeded',
     output: out.output,
@@ -84,5 +122,7 @@ export async function executeStep(
     nodes: out.nodes,
     queuedMs: out.queuedMs,
     runningMs: out.runningMs,
+    ...(out.memoryMb !== null && { memoryMb: out.memoryMb }),
+    tries: out.tries,
   };
 }

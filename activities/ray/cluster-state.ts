@@ -43,3 +43,61 @@ export async function listRayNodes(dashboardUrl: string): Promise<RayNode[]> {
     labels: n.labels,
   }));
 }
+
+const taskSchema = z.object({
+  task_id: z.string(),
+  name: z.string(),
+  state: z.string(),
+  attempt_number: z.number().int().default(0),
+  node_id: z.string().nullable().optional(),
+  worker_pid: z.number().nullable().optional(),
+  error_type: z.string().nullable().optional(),
+});
+
+const tasksResponseSchema = z.object({
+  result: z.boolean(),
+  msg: z.string().optional(),
+  data: z.object({ result: z.object({ result: z.array(taskSchema) }) }),
+});
+
+export interface RayTaskRecord {
+  taskId: string;
+  name: string;
+  /** Ray's task state: PENDING_NODE_ASSIGNMENT, RUNNING, FINISHED, FAILED, ... */
+  state: string;
+  attempt: number;
+  nodeId: string | null;
+  workerPid: number | null;
+  errorType: string | null;
+}
+
+/** States in which a Ray task is over: it holds no worker and waits for none. */
+export const RAY_TASK_FINAL_STATES: ReadonlySet<string> = new Set(['FINISHED', 'FAILED']);
+
+/**
+ * Ray's own record of the tasks with this name (`GET /api/v0/tasks`): the
+ * dispatcher names every step's task after its key. Ray reports task events
+ * about once a second, so a state change shows up here with that delay.
+ */
+export async function listRayTasksNamed(dashboardUrl: string, name: string): Promise<RayTaskRecord[]> {
+  const query = new URLSearchParams({
+    detail: 'true',
+    limit: '10000',
+    filter_keys: 'name',
+    filter_predicates: '=',
+    filter_values: name,
+  });
+  const res = await fetch(`${dashboardUrl}/api/v0/tasks?${query}`, { signal: AbortSignal.timeout(10_000) });
+  if (!res.ok) throw new Error(`Ray state API answered HTTP ${res.status} for ${dashboardUrl}/api/v0/tasks`);
+  const body = tasksResponseSchema.parse(await res.json());
+  if (!body.result) throw new Error(`Ray state API error: ${body.msg ?? 'unknown'}`);
+  return body.data.result.result.map((t) => ({
+    taskId: t.task_id,
+    name: t.name,
+    state: t.state,
+    attempt: t.attempt_number,
+    nodeId: t.node_id ?? null,
+    workerPid: t.worker_pid ?? null,
+    errorType: t.error_type ?? null,
+  }));
+}

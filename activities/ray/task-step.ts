@@ -7,13 +7,23 @@
  * its side effect again. Completion is pushed back through the bridge; the
  * activity polls only for the heartbeat (state, node, elapsed), which is also
  * how Temporal's cancellation reaches it.
+ *
+ * Retries belong to Temporal alone (Ray tasks run with max_retries=0 and
+ * RAY_task_oom_retries=0). Each attempt plans its Ray options from the key's
+ * history in the dispatcher (attempt-policy.ts): away from nodes that died
+ * under it, with more memory after an OOM, up to a cap.
  */
 import { ApplicationFailure, CancelledFailure, Context } from '@temporalio/activity';
 import type { Logger } from 'pino';
-import { refuseTaskRef } from '../../workflows/schemas/task-ref';
+import { z } from 'zod';
+import type { NodeGroup } from '../../workflows/schemas/node-groups';
 import type { Resources } from '../../workflows/schemas/resources';
+import { refuseTaskRef } from '../../workflows/schemas/task-ref';
+import { nodeGroupTaskQueue } from '../../workflows/task-queues';
+import { FAILURE_KINDS, planAttempt, type AttemptPolicyConfig, type PriorTry } from './attempt-policy';
 import type { RayBridge } from './bridge-client';
 import { toRayOptions } from './ray-options';
+import { assumeWorkflowOpen, type WorkflowClosedCheck } from './workflow-liveness';
 
 export interface RayTaskStepInput {
   stepId: string;
@@ -21,45 +31,116 @@ export interface RayTaskStepInput {
   args: unknown[];
   kwargs: Record<string, unknown>;
   resources?: Resources;
-  /** Ray node ids that earlier attempts failed on. */
+  /** Ray node ids to keep off, on top of those the step's own history rules out. */
   avoidNodes?: string[];
 }
 
 export interface RayStepOutput {
   output: unknown;
   node: string | null;
+  /** Every node the step's task ran on, over all generations, in order. */
   nodes: string[];
   attempt: number;
   queuedMs: number;
   runningMs: number;
   attached: boolean;
+  /** The memory request the successful generation ran with (null: none). */
+  memoryMb: number | null;
+  /** Every finished generation of the step's task, the successful one last. */
+  tries: PriorTry[];
 }
 
-export interface RayStepState {
-  key: string;
-  generation: number;
-  state: 'pending' | 'running' | 'succeeded' | 'failed' | 'cancelled';
-  node: string | null;
-  nodes: string[];
-  attempt: number;
-  queuedMs: number;
-  runningMs: number;
-  attached?: boolean;
+const MB = 1024 * 1024;
+const bytesToMb = (bytes: number | null | undefined) => (bytes ? Math.round(bytes / MB) : null);
+
+const historyItemSchema = z.object({
+  generation: z.number().int(),
+  attempt: z.number().int(),
+  outcome: z.enum(['succeeded', ...FAILURE_KINDS]),
+  node: z.string().nullable(),
+  memoryBytes: z.number().nullable().optional(),
+  reason: z.string().nullable().optional(),
+});
+
+const stepStateSchema = z.object({
+  key: z.string(),
+  generation: z.number().int(),
+  state: z.enum(['pending', 'running', 'succeeded', 'failed', 'cancelled']),
+  node: z.string().nullable(),
+  nodes: z.array(z.string()),
+  attempt: z.number().int(),
+  queuedMs: z.number(),
+  runningMs: z.number(),
+  memoryBytes: z.number().nullable().optional(),
+  history: z.array(historyItemSchema).default([]),
+  attached: z.boolean().optional(),
+});
+export type RayStepState = z.infer<typeof stepStateSchema>;
+
+const submitAnswerSchema = z.union([
+  z.object({ conflict: z.literal(true), generation: z.number().int() }).passthrough(),
+  stepStateSchema,
+]);
+
+const failureSchema = z.object({
+  kind: z.enum(FAILURE_KINDS),
+  type: z.string(),
+  message: z.string(),
+  traceback: z.string().optional(),
+});
+const outcomeSchema = z.discriminatedUnion('ok', [
+  z.object({
+    ok: z.literal(true),
+    output: z.unknown(),
+    node: z.string().nullable(),
+    nodes: z.array(z.string()),
+    queuedMs: z.number(),
+    runningMs: z.number(),
+    memoryBytes: z.number().nullable().optional(),
+    history: z.array(historyItemSchema).default([]),
+  }),
+  z.object({
+    ok: z.literal(false),
+    error: failureSchema,
+    node: z.string().nullable(),
+    nodes: z.array(z.string()).default([]),
+    memoryBytes: z.number().nullable().optional(),
+    history: z.array(historyItemSchema).default([]),
+  }),
+]);
+
+/** Parses what the bridge answered, naming the field that is wrong. */
+function parseAnswer<T>(schema: z.ZodType<T>, value: unknown, method: string): T {
+  const parsed = schema.safeParse(value);
+  if (parsed.success) return parsed.data;
+  const issue = parsed.error.issues[0];
+  throw new Error(
+    `the Ray bridge answered ${method} with an invalid ${issue?.path.join('.')}: ${issue?.message}`,
+  );
 }
 
-type Failure = { kind: string; type: string; message: string; traceback?: string };
-type Outcome =
-  | { ok: true; output: unknown; node: string | null; nodes: string[]; queuedMs: number; runningMs: number }
-  | { ok: false; error: Failure; node: string | null; nodes?: string[] };
+function toTries(history: z.infer<typeof historyItemSchema>[]): PriorTry[] {
+  return history.map((h) => ({
+    generation: h.generation,
+    attempt: h.attempt,
+    outcome: h.outcome,
+    node: h.node,
+    memoryMb: bytesToMb(h.memoryBytes),
+    ...(h.reason && { reason: h.reason }),
+  }));
+}
 
 /** Temporal failure types for failures that come from Ray rather than from the step's own code. */
 const RAY_FAILURE_TYPES: Record<string, string> = {
   oom: 'RayOutOfMemory',
   node_lost: 'RayNodeLost',
+  worker_crashed: 'RayWorkerCrashed',
   cancelled: 'RayTaskCancelled',
   lost: 'RayStepLost',
   ray: 'RayError',
 };
+
+export type MemoryGuardMode = 'auto' | 'cgroup' | 'rlimit' | 'off';
 
 export interface RayTaskStepConfig {
   allowedTaskPackages: string[];
@@ -68,27 +149,132 @@ export interface RayTaskStepConfig {
   statusPollMs: number;
   /** How long a cancelled task gets to stop before it is force-killed. */
   cancelGraceMs: number;
+  /** How a step is held to its memory request on the node (ray-tasks/pantheon_runtime/memory_guard.py). */
+  memoryGuard: MemoryGuardMode;
+  /** The most memory an OOM retry may ask for; one node of the step's group caps it further. */
+  maxStepMemoryMb: number;
+  /** The memory a step that asked for none is retried with after an OOM. */
+  firstOomMemoryMb: number;
+  /** The node groups, to know how much memory one node of the step's group has. */
+  nodeGroups: readonly NodeGroup[];
+  /** Asked when a heartbeat comes back "not found": only a closed workflow's step stops its Ray task. */
+  workflowClosed?: WorkflowClosedCheck;
 }
 
 export function stepKey(workflowId: string, stepId: string): string {
   return `${workflowId}/${stepId}`;
 }
 
+/** The attempt policy's limits for a step that runs on `taskQueue`. */
+export function policyConfigFor(config: RayTaskStepConfig, taskQueue: string): AttemptPolicyConfig {
+  const group = config.nodeGroups.find((g) => nodeGroupTaskQueue(g.name) === taskQueue);
+  const memoryCapMb = Math.min(config.maxStepMemoryMb, group?.node.memoryMb ?? Number.POSITIVE_INFINITY);
+  return { memoryCapMb, firstOomMemoryMb: Math.min(config.firstOomMemoryMb, memoryCapMb) };
+}
+
+/** How many times an attempt re-plans when another attempt moved the key on meanwhile. */
+const MAX_PLAN_CONFLICTS = 3;
+
+/** How long before Temporal's start-to-close timeout the attempt stops its Ray task itself. */
+const ATTEMPT_DEADLINE_MARGIN_MS = 1_000;
+
+class AttemptDeadline extends Error {
+  constructor(readonly ms: number) {
+    super(`attempt deadline of ${ms} ms reached`);
+  }
+}
+
 export function createRayTaskActivities(bridge: RayBridge, config: RayTaskStepConfig, logger: Logger) {
-  async function cancelRayTask(key: string): Promise<void> {
-    await bridge.call('cancel', { key, force: false });
+  async function readState(key: string): Promise<RayStepState | null> {
+    const raw = await bridge.call<unknown>('status', { key });
+    return raw === null ? null : parseAnswer(stepStateSchema, raw, 'status');
+  }
+
+  /**
+   * Cancels the key's Ray task on behalf of `(run, attempt)`; the dispatcher
+   * refuses if a newer attempt has taken the task over.
+   */
+  async function cancelRayTask(key: string, run: string, attempt: number): Promise<void> {
+    const first = await bridge.call<{ cancelled: boolean }>('cancel', { key, force: false, run, attempt });
+    if (!first.cancelled) return;
     const deadline = Date.now() + config.cancelGraceMs;
     while (Date.now() < deadline) {
-      const state = await bridge.call<RayStepState | null>('status', { key });
+      const state = await readState(key);
       if (!state || (state.state !== 'running' && state.state !== 'pending')) return;
-      await new Promise((resolve) => setTimeout(resolve, 200));
+      await new Promise((resolve) => setTimeout(resolve, 100));
     }
-    await bridge.call('cancel', { key, force: true });
+    // A task that ignores the interrupt (stuck in native code, or swallowing it) is killed.
+    await bridge.call('cancel', { key, force: true, run, attempt });
+  }
+
+  /**
+   * Attaches to the key's task, or plans the next generation from the key's
+   * history and submits it; plans again if another attempt moved the key on.
+   */
+  async function submitOrAttach(
+    input: RayTaskStepInput,
+    key: string,
+    run: string,
+    attempt: number,
+    policy: AttemptPolicyConfig,
+    log: Logger,
+  ): Promise<RayStepState> {
+    const limits = {
+      allowed_packages: config.allowedTaskPackages,
+      max_result_bytes: config.maxResultBytes,
+      memory_guard: config.memoryGuard,
+    };
+    for (let conflicts = 0; ; conflicts++) {
+      const prior = await readState(key);
+      const tries = toTries(prior?.history ?? []);
+      const plan = planAttempt(input.stepId, input.resources ?? {}, tries, policy);
+      // A task still pending or running is attached to whatever the plan says; only a new generation uses it.
+      const active = prior?.state === 'pending' || prior?.state === 'running';
+      if (!plan.ok && !active)
+        throw ApplicationFailure.create({
+          type: plan.type,
+          message: plan.message,
+          nonRetryable: true,
+          details: [{ attempt, tries }],
+        });
+      const resources = plan.ok ? plan.resources : (input.resources ?? {});
+      const avoidNodes = [...new Set([...(plan.ok ? plan.avoidNodes : []), ...(input.avoidNodes ?? [])])];
+      const answer = parseAnswer(
+        submitAnswerSchema,
+        await bridge.call<unknown>('submit', {
+          key,
+          run,
+          attempt,
+          task: input.task,
+          args: input.args,
+          kwargs: input.kwargs,
+          options: toRayOptions(resources, avoidNodes),
+          limits,
+          plan: { basedOn: prior?.generation ?? null },
+        }),
+        'submit',
+      );
+      if ('conflict' in answer) {
+        if (conflicts >= MAX_PLAN_CONFLICTS)
+          throw ApplicationFailure.retryable(
+            `step ${key} kept changing while this attempt planned`,
+            'RayStepBusy',
+          );
+        continue;
+      }
+      if (!answer.attached)
+        log.info(
+          { generation: answer.generation, memoryMb: resources.memoryMb, avoidNodes, tries: tries.length },
+          'submitted Ray task',
+        );
+      else log.info({ generation: answer.generation, state: answer.state }, 'attached to Ray task');
+      return answer;
+    }
   }
 
   async function runRayTask(input: RayTaskStepInput): Promise<RayStepOutput> {
     const ctx = Context.current();
-    const { workflowExecution, attempt } = ctx.info;
+    const { workflowExecution, attempt, taskQueue } = ctx.info;
     if (!workflowExecution)
       throw ApplicationFailure.nonRetryable('a pipeline step runs inside a workflow', 'NoWorkflow');
     const refused = refuseTaskRef(input.task, config.allowedTaskPackages);
@@ -96,44 +282,72 @@ export function createRayTaskActivities(bridge: RayBridge, config: RayTaskStepCo
 
     const key = stepKey(workflowExecution.workflowId, input.stepId);
     const log = logger.child({ workflowId: workflowExecution.workflowId, stepId: input.stepId, attempt });
-    const submitted = await bridge.call<RayStepState>('submit', {
-      key,
-      run: workflowExecution.runId,
-      attempt,
-      task: input.task,
-      args: input.args,
-      kwargs: input.kwargs,
-      options: toRayOptions(input.resources, input.avoidNodes),
-      limits: { allowed_packages: config.allowedTaskPackages, max_result_bytes: config.maxResultBytes },
-    });
-    log.info(
-      { generation: submitted.generation, attached: submitted.attached },
-      submitted.attached ? 'attached to Ray task' : 'submitted Ray task',
-    );
+    const policy = policyConfigFor(config, taskQueue);
+
+    // Submitting can take seconds (a bridge that restarts, a busy cluster): heartbeat meanwhile,
+    // or the heartbeat timeout would end an attempt that is making progress.
+    ctx.heartbeat({ key, state: 'submitting' });
+    const keepalive = setInterval(() => ctx.heartbeat({ key, state: 'submitting' }), config.statusPollMs);
+    let submitted: RayStepState;
+    try {
+      submitted = await submitOrAttach(input, key, workflowExecution.runId, attempt, policy, log);
+    } finally {
+      clearInterval(keepalive);
+    }
+    const generation = submitted.generation;
     ctx.heartbeat(submitted);
 
     const poll = setInterval(() => {
-      bridge
-        .call<RayStepState | null>('status', { key })
+      readState(key)
         .then((state) => ctx.heartbeat(state ?? submitted))
         .catch((err: unknown) => log.warn({ err }, 'could not read Ray task state'));
     }, config.statusPollMs);
-    let outcome: Outcome;
+    // The step's timeout stops its Ray work too: just before Temporal would time this attempt out,
+    // the task is cancelled and the attempt fails, so the next attempt starts afresh.
+    let deadlineTimer: NodeJS.Timeout | undefined;
+    const deadline = new Promise<never>((_, reject) => {
+      const ms = (ctx.info.startToCloseTimeoutMs ?? 0) - ATTEMPT_DEADLINE_MARGIN_MS;
+      if (ms > 0) deadlineTimer = setTimeout(() => reject(new AttemptDeadline(ms)), ms);
+    });
+    let outcome: z.infer<typeof outcomeSchema>;
     try {
-      outcome = await Promise.race([
-        bridge.call<Outcome>('wait', { key, generation: submitted.generation }),
+      const raw = await Promise.race([
+        bridge.call<unknown>('wait', { key, generation }),
         ctx.cancelled,
+        deadline,
       ]);
+      outcome = parseAnswer(outcomeSchema, raw, 'wait');
     } catch (err) {
+      if (err instanceof AttemptDeadline) {
+        log.warn('step timed out; cancelling its Ray task');
+        await cancelRayTask(key, workflowExecution.runId, attempt);
+        throw ApplicationFailure.retryable(
+          `step ${input.stepId} did not finish within its timeout (${Math.round(err.ms / 1000)} s)`,
+          'RayTaskTimedOut',
+        );
+      }
       if (err instanceof CancelledFailure) {
-        log.info('step cancelled; cancelling its Ray task');
-        await cancelRayTask(key);
+        const why = ctx.cancellationDetails;
+        // Only a cancel asked for, or a workflow that is over, stops the Ray work. A worker shutdown, an
+        // attempt timeout or a stale attempt ends this attempt only: the next attempt attaches to the task.
+        const closed = () =>
+          (config.workflowClosed ?? assumeWorkflowOpen)(
+            workflowExecution.workflowId,
+            workflowExecution.runId,
+          );
+        if (why?.cancelRequested || (why?.notFound && (await closed()))) {
+          log.info({ reason: err.message }, 'step cancelled; cancelling its Ray task');
+          await cancelRayTask(key, workflowExecution.runId, attempt);
+        } else
+          log.info({ reason: err.message }, 'attempt ended; its Ray task keeps running for the next one');
       }
       throw err;
     } finally {
       clearInterval(poll);
+      clearTimeout(deadlineTimer);
     }
 
+    const tries = toTries(outcome.history);
     if (outcome.ok) {
       return {
         output: outcome.output,
@@ -143,6 +357,8 @@ export function createRayTaskActivities(bridge: RayBridge, config: RayTaskStepCo
         queuedMs: outcome.queuedMs,
         runningMs: outcome.runningMs,
         attached: submitted.attached ?? false,
+        memoryMb: bytesToMb(outcome.memoryBytes),
+        tries,
       };
     }
     const { error } = outcome;
@@ -152,10 +368,24 @@ export function createRayTaskActivities(bridge: RayBridge, config: RayTaskStepCo
         kind: error.kind,
         attempt,
         node: outcome.node,
-        nodes: outcome.nodes ?? [],
+        nodes: outcome.nodes,
+        memoryMb: bytesToMb(outcome.memoryBytes),
+        tries,
         traceback: error.traceback,
       },
     ];
+    if (error.kind === 'oom') {
+      // Decide now whether a retry could get more memory: at the cap, say so and stop here
+      // rather than let Temporal spend a retry interval to learn the same thing.
+      const next = planAttempt(input.stepId, input.resources ?? {}, tries, policy);
+      if (!next.ok)
+        throw ApplicationFailure.create({
+          type: next.type,
+          message: `${next.message}; last failure: ${error.message}`,
+          nonRetryable: true,
+          details,
+        });
+    }
     throw ApplicationFailure.create({
       type: RAY_FAILURE_TYPES[error.kind] ?? error.type,
       message: error.message,

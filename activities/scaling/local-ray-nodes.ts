@@ -68,22 +68,44 @@ export function rayStartArgs(
     'false',
     '--dashboard-agent-listen-port',
     String(agentPort),
+    // A temp dir of its own: Ray numbers a node's socket files by what it finds
+    // in the shared session folder, so two nodes starting side by side on one
+    // host pick the same plasma socket and one dies ("bind: Address already in use").
+    '--temp-dir',
+    nodeTempDir(config, name),
     '--disable-usage-stats',
     '--block',
   ];
 }
 
 /**
+ * A node's own Ray temp dir, kept short: Ray puts its unix sockets under
+ * `<temp>/session_…/sockets/`, and a socket path may not exceed 107 bytes.
+ */
+export function nodeTempDir(config: StackConfig, name: string): string {
+  return path.join(config.ray.tempDir, 'n', name.slice(name.lastIndexOf('-', name.lastIndexOf('-') - 1) + 1));
+}
+
+/** How long a local node may take to join Ray before its start counts as failed. */
+export const LOCAL_NODE_JOIN_TIMEOUT_MS = 90_000;
+
+/** A fresh node name: the group's name and a unique suffix (a caller that queues a start names the node up front). */
+export function newLocalNodeName(group: NodeGroup): string {
+  return `${group.name}-${Date.now().toString(36)}-${Math.floor(Math.random() * 1e6).toString(36)}`;
+}
+
+/**
  * Starts one node of `group` and returns once Ray sees it alive, with its Ray
- * node id. Nodes are started one at a time: raylets that start side by side on
- * one host can time out registering with the GCS.
+ * node id. Nodes may start side by side: each has its own temp dir (see
+ * `nodeTempDir`), without which two raylets starting together on one host
+ * collide on their socket files and one never registers.
  */
 export async function startLocalNode(
   config: StackConfig,
   group: NodeGroup,
-  timeoutMs = 90_000,
+  timeoutMs = LOCAL_NODE_JOIN_TIMEOUT_MS,
+  name = newLocalNodeName(group),
 ): Promise<LocalNodeRecord & { nodeId: string }> {
-  const name = `${group.name}-${Date.now().toString(36)}-${Math.floor(Math.random() * 1e6).toString(36)}`;
   const agentPort = await freePort();
   const proc = spawnDetached(path.join(config.venvBin, 'ray'), rayStartArgs(config, group, name, agentPort), {
     logFile: path.join(config.logDir, `ray-node-${name}.log`),
@@ -93,19 +115,22 @@ export async function startLocalNode(
   fs.mkdirSync(nodesDir(config), { recursive: true });
   fs.writeFileSync(path.join(nodesDir(config), `${name}.json`), JSON.stringify(record));
   try {
-    const nodeId = await waitFor(
+    // waitFor retries a check that throws, so an exited `ray start` is an answer, not an error:
+    // a start that failed is known at once, not after the whole timeout.
+    const joined = await waitFor(
       `Ray node ${name} to join`,
       async () => {
-        if (!isAlive(proc.pid)) throw new Error(`ray start exited:\n${tailFile(proc.logFile, 5)}`);
+        if (!isAlive(proc.pid)) return { exited: true as const };
         const node = (await listRayNodes(config.ray.dashboardUrl)).find(
           (n) => n.alive && n.labels[LOCAL_NODE_LABEL] === name,
         );
-        return node?.nodeId;
+        return node ? { exited: false as const, nodeId: node.nodeId } : undefined;
       },
       timeoutMs,
       300,
     );
-    return { ...record, nodeId };
+    if (joined.exited) throw new Error(`ray start for ${name} exited:\n${tailFile(proc.logFile, 5)}`);
+    return { ...record, nodeId: joined.nodeId };
   } catch (err) {
     await stopLocalNode(config, name);
     throw err;

@@ -56,3 +56,20 @@ export interface NodeProvider {
    */
   removeNodes(group: NodeGroup, nodeIds: readonly string[]): Promise<void>;
 }
+
+/**
+ * A provider's refusal to remove some of the nodes it was given (it removed the
+ * others): what the apply activity reports instead of a bare failure.
+ */
+export class NodeRemovalRefusedError extends Error {
+  override name = 'NodeRemovalRefusedError';
+  constructor(
+    readonly refused: ReadonlyArray<{ nodeId: string; reason: string }>,
+    readonly removed: readonly string[],
+  ) {
+    super(
+      `refused to remove ${refused.map((r) => `${r.nodeId} (${r.reason})`).join(', ')}` +
+        (removed.length > 0 ? `; removed ${removed.join(', ')}` : ''),
+    );
+  }
+}

@@ -56,7 +56,7 @@ class Bridge:
 
     async def submit(self, p: dict) -> dict:
         call = {"task": p["task"], "args": p.get("args", []), "kwargs": p.get("kwargs", {}), "options": p.get("options", {}), "limits": p["limits"]}
-        return await self.call_dispatcher("submit", p["key"], p["run"], p["attempt"], call)
+        return await self.call_dispatcher("submit", p["key"], p["run"], p["attempt"], call, p.get("plan"))
 
     async def wait(self, p: dict) -> dict:
         return await self.call_dispatcher("wait", p["key"], p["generation"])
@@ -65,7 +65,7 @@ class Bridge:
         return await self.call_dispatcher("status", p["key"])
 
     async def cancel(self, p: dict) -> dict:
-        return await self.call_dispatcher("cancel", p["key"], bool(p.get("force", False)))
+        return await self.call_dispatcher("cancel", p["key"], bool(p.get("force", False)), p.get("run"), p.get("attempt"))
 
     def write(self, message: dict) -> None:
         self._out.write(json.dumps(message, separators=(",", ":")) + "\n")

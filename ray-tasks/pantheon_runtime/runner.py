@@ -1,8 +1,9 @@
 """The Ray task that runs one pipeline step.
 
 It tells the dispatcher where it started (so heartbeats and reassignment know
-the node), runs the step's function, and checks that the output is JSON of an
-acceptable size: a result is never silently truncated.
+the node), holds the step to its memory request (memory_guard.py), runs the
+step's function, and checks that the output is JSON of an acceptable size: a
+result is never silently truncated.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from typing import Any
 
 import ray
 
+from .memory_guard import StepMemoryExceeded, start_guard
 from .task_refs import resolve_task
 
 DISPATCHER_NAME = "pantheon-dispatcher"
@@ -29,23 +31,39 @@ class StepOutputRejected(Exception):
 _dispatcher = None
 
 
-def _notify_started(key: str, generation: int, node_id: str) -> None:
+def _notify_started(key: str, generation: int, node_id: str, guard: dict | None) -> None:
     global _dispatcher
     try:
         if _dispatcher is None:
             _dispatcher = ray.get_actor(DISPATCHER_NAME, namespace=NAMESPACE)
-        _dispatcher.started.remote(key, generation, node_id, os.getpid(), time.time())
+        notice = _dispatcher.started.remote(key, generation, node_id, os.getpid(), time.time(), guard)
+        # The step's work waits until the dispatcher knows where it runs (and which memory cgroup
+        # to inspect if the kernel kills it): a node lost or a worker killed right after the start
+        # must still be traced to its node.
+        ray.get(notice, timeout=10)
     except Exception:  # noqa: BLE001 — visibility only; the step must run regardless
         _dispatcher = None
 
 
 def run_step(key: str, generation: int, task_ref: str, args: list, kwargs: dict, limits: dict) -> dict:
     node_id = ray.get_runtime_context().get_node_id()
-    _notify_started(key, generation, node_id)
-    function = resolve_task(task_ref, limits["allowed_packages"])
-    output: Any = function(*args, **kwargs)
-    if inspect.isawaitable(output):
-        output = asyncio.run(output)
+    limit_bytes = limits.get("memory_limit_bytes")
+    guard = start_guard(limits.get("memory_guard", "off"), limit_bytes, f"{key}/g{generation}")
+    try:
+        _notify_started(key, generation, node_id, guard.describe())
+        function = resolve_task(task_ref, limits["allowed_packages"])
+        output: Any = function(*args, **kwargs)
+        if inspect.isawaitable(output):
+            output = asyncio.run(output)
+    except MemoryError as err:
+        if guard.mode == "off":
+            raise
+        raise StepMemoryExceeded(
+            f"{task_ref} needed more than its memory request of {limit_bytes // (1024 * 1024)} MB "
+            f"(allocation refused by the {guard.mode} memory guard)"
+        ) from err
+    finally:
+        guard.stop()
     try:
         encoded = json.dumps(output)
     except (TypeError, ValueError) as err:

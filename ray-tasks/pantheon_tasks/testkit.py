@@ -65,3 +65,14 @@ def alloc(mb: int, seconds: float = 0) -> int:
         block[offset] = 1
     time.sleep(seconds)
     return mb
+
+
+def stubborn_sleep(seconds: float) -> str:
+    """Sleeps `seconds`, swallowing the interrupt that a polite Ray cancel sends: only a forced cancel stops it."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        try:
+            time.sleep(min(0.2, max(0.0, deadline - time.monotonic())))
+        except KeyboardInterrupt:
+            continue
+    return "finished"

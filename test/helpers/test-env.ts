@@ -9,8 +9,10 @@ import type { Logger } from 'pino';
 import { loadWorkerConfig, type WorkerConfig } from '../../workers/config';
 import { createLogger } from '../../workers/logger';
 import { createPantheonWorker, type PantheonWorker } from '../../workers/pantheon-worker';
+import { progressQuery } from '../../workflows/pipeline-messages';
 import type { PipelineResult, PipelineSpecInput } from '../../workflows/schemas/pipeline-spec';
 import { PIPELINE_TASK_QUEUE } from '../../workflows/task-queues';
+import { startWorkerProcess, type WorkerProcess } from './worker-process';
 
 export interface TestEnv {
   client: Client;
@@ -18,10 +20,21 @@ export interface TestEnv {
   logger: Logger;
   /** Null when started with `{ worker: false }`. */
   worker: PantheonWorker | null;
+  /** Starts the JSON `pipeline` workflow, with a static summary for the Web UI as the CLI gives it. */
   startPipeline(spec: PipelineSpecInput | unknown, workflowId?: string): Promise<WorkflowHandle>;
   runPipeline(spec: PipelineSpecInput | unknown, workflowId?: string): Promise<PipelineResult>;
+  /** Starts a code-defined pipeline by workflow type (e.g. `researchReport`). */
+  startCodePipeline(
+    workflowType: string,
+    start: { project: string; priority?: number; user?: string; fairnessWeight?: number; input: unknown },
+    workflowId?: string,
+  ): Promise<WorkflowHandle>;
+  /** The pipeline's `progress` query. */
+  progress(handle: WorkflowHandle): Promise<PipelineResult>;
   /** Starts another in-process worker (e.g. after the first was killed). */
   startWorker(): Promise<PantheonWorker>;
+  /** Starts a worker in a child process of its own, which a fault test can kill -9. */
+  startWorkerProcess(env?: NodeJS.ProcessEnv): Promise<WorkerProcess>;
   close(): Promise<void>;
 }
 
@@ -50,9 +63,18 @@ export async function startTestEnv(
     return worker;
   };
   const worker = options.worker === false ? null : await startWorker();
+  const processes: WorkerProcess[] = [];
 
-  const startPipeline = (spec: unknown, workflowId = uniqueId('pipeline')) =>
-    client.workflow.start('pipeline', { taskQueue: PIPELINE_TASK_QUEUE, workflowId, args: [spec] });
+  const startPipeline = (spec: unknown, workflowId = uniqueId('pipeline')) => {
+    const described = spec as { name?: unknown; project?: unknown; steps?: unknown };
+    const steps = Array.isArray(described?.steps) ? described.steps.length : 0;
+    return client.workflow.start('pipeline', {
+      taskQueue: PIPELINE_TASK_QUEUE,
+      workflowId,
+      args: [spec],
+      staticSummary: `pipeline ${String(described?.name)} for ${String(described?.project)}: ${steps} steps`,
+    });
+  };
 
   return {
     client,
@@ -64,11 +86,54 @@ export async function startTestEnv(
       const handle = await startPipeline(spec, workflowId);
       return (await handle.result()) as PipelineResult;
     },
+    startCodePipeline(workflowType, start, workflowId = uniqueId(workflowType)) {
+      return client.workflow.start(workflowType, {
+        taskQueue: PIPELINE_TASK_QUEUE,
+        workflowId,
+        args: [start],
+        staticSummary: `${workflowType} for ${start.project}`,
+      });
+    },
+    progress(handle) {
+      return handle.query(progressQuery);
+    },
     startWorker,
+    async startWorkerProcess(env) {
+      const child = await startWorkerProcess({ ...options.env, ...env });
+      processes.push(child);
+      return child;
+    },
     async close() {
       for (const { worker: w } of running) w.shutdown();
-      await Promise.allSettled(running.map((r) => r.done));
+      await Promise.allSettled([...running.map((r) => r.done), ...processes.map((p) => p.stop())]);
       await connection.close();
     },
   };
+}
+
+/**
+ * Polls `probe` until it returns something other than undefined: the way tests
+ * wait for a condition on a real service instead of sleeping for a guess.
+ */
+export async function waitUntil<T>(
+  what: string,
+  probe: () => Promise<T | undefined>,
+  timeoutMs = 60_000,
+  intervalMs = 200,
+): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  let lastError: unknown;
+  for (;;) {
+    try {
+      const value = await probe();
+      if (value !== undefined) return value;
+    } catch (err) {
+      lastError = err;
+    }
+    if (Date.now() > deadline)
+      throw new Error(
+        `timed out after ${timeoutMs} ms waiting for ${what}${lastError ? `: ${String(lastError)}` : ''}`,
+      );
+    await new Promise((resolve) => setTimeout(resolve, intervalMs));
+  }
 }

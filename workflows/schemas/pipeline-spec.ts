@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { resourcesSchema } from './resources';
+import { resourcesSchema, type Resources } from './resources';
 import { TASK_REF_PATTERN } from './task-ref';
 
 /** A step's output used as another step's input: `{"$step": "a"}`, optionally with a dotted `path` into it. */
@@ -75,22 +75,132 @@ export type PipelineSpec = z.infer<typeof pipelineSpecSchema>;
 /** What a caller may send (defaults not yet applied). */
 export type PipelineSpecInput = z.input<typeof pipelineSpecSchema>;
 
-export type StepStatus = 'pending' | 'running' | 'succeeded' | 'failed' | 'skipped' | 'cancelled';
+/**
+ * A step's life: `pending` (waiting for its dependencies), `queued` (its
+ * activity waits in Temporal's task queue for Ray capacity), `running` (an
+ * attempt started), then one of the final states.
+ */
+export type StepStatus = 'pending' | 'queued' | 'running' | 'succeeded' | 'failed' | 'skipped' | 'cancelled';
+
+export const FINAL_STEP_STATUSES: ReadonlySet<StepStatus> = new Set([
+  'succeeded',
+  'failed',
+  'skipped',
+  'cancelled',
+]);
+
+/** How a step's resources were chosen: given by the step, learned from the agent's runs, or its defaults. */
+export type ResourceAllocation = 'explicit' | 'observed' | 'agent-default' | 'default';
 
 export interface StepResult {
   status: StepStatus;
   output?: unknown;
   error?: { type: string; message: string };
   attempts: number;
+  /** The agent that ran the step (the fallback agent when the primary gave up). */
+  agent?: string;
+  /** Set when a fallback agent ran: the agent that exhausted its retries, and why. */
+  fallbackFrom?: { agent: string; error: { type: string; message: string }; attempts: number };
   node?: string;
   /** Every Ray node the step ran on, over all attempts. */
   nodes?: string[];
+  /** The memory request (MB) the step finally ran with: larger than asked after an out-of-memory retry. */
+  memoryMb?: number;
+  /** Every finished try of the step's Ray task: how it ended, where, with how much memory. */
+  tries?: Array<{
+    attempt: number;
+    outcome: string;
+    node: string | null;
+    memoryMb: number | null;
+    reason?: string;
+  }>;
+  /** Job steps: the Ray job's submission id and the end of its log. */
+  submissionId?: string;
+  logTail?: string;
+  /** Waiting before running: in Temporal's task queue plus in Ray's (milliseconds). */
   queuedMs?: number;
   runningMs?: number;
+  /** Epoch milliseconds: scheduled as an activity, first attempt started on a worker, finished. */
+  scheduledAtMs?: number;
+  startedAtMs?: number;
+  finishedAtMs?: number;
+  /** What the step asked Ray for, and how that was decided. */
+  resources?: Resources;
+  allocation?: ResourceAllocation;
+  /** How long the agent's runs usually take (its performance record): what a progress bar can fill against. */
+  expectedRunningMs?: number;
+  /** Measured by the agent host for agent steps. */
+  cpuSeconds?: number;
+  peakMemoryMb?: number;
+}
+
+export type PipelineStatus = 'running' | 'succeeded' | 'failed' | 'cancelled';
+
+export interface StepUsage {
+  agent?: string;
+  attempts: number;
+  node?: string;
+  /** Scheduled until the first attempt started (Temporal's queue). */
+  temporalQueueMs: number;
+  /** Submitted to Ray until running (Ray's queue; near zero when admission works). */
+  rayQueueMs: number;
+  runningMs: number;
+  /** Measured for agent steps; otherwise the CPUs reserved times the running time. */
+  cpuSeconds: number;
+  cpuSecondsMeasured: boolean;
+  requestedMemoryMb?: number;
+  peakMemoryMb?: number;
+}
+
+export interface AgentUsage {
+  steps: number;
+  attempts: number;
+  cpuSeconds: number;
+  peakMemoryMb?: number;
+  /** What the agent's history said when its steps were allocated (null: no runs yet). */
+  observed: AgentPerformanceSummary | null;
+}
+
+export interface UsageReport {
+  steps: Record<string, StepUsage>;
+  agents: Record<string, AgentUsage>;
+  totals: {
+    steps: number;
+    attempts: number;
+    cpuSeconds: number;
+    runningMs: number;
+    temporalQueueMs: number;
+    rayQueueMs: number;
+    peakMemoryMb?: number;
+  };
+}
+
+/** What an agent's past runs say: kept by the agentPerformance workflow. */
+export interface AgentPerformanceSummary {
+  agent: string;
+  runs: number;
+  attempts: number;
+  failedAttempts: number;
+  /** Failed attempts over all attempts. */
+  failureRate: number;
+  /** Over the recent successful runs. */
+  meanDurationMs: number | null;
+  maxDurationMs: number | null;
+  peakMemoryMb: number | null;
+  meanCpuSeconds: number | null;
+  updatedAtMs: number | null;
 }
 
 export interface PipelineResult {
   name: string;
   project: string;
+  user?: string;
+  priority: number;
+  status: PipelineStatus;
+  /** Step ids in the order they were declared (object keys alone do not keep it for numeric ids). */
+  stepOrder: string[];
   steps: Record<string, StepResult>;
+  /** What a code-defined pipeline returned. */
+  output?: unknown;
+  usage: UsageReport;
 }

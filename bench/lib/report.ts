@@ -1,0 +1,131 @@
+/** The Markdown table of a benchmark run (bench/run.ts). Pure. */
+import type { BenchResult, FanoutFigures } from '../run';
+import type { LatencySummary } from './stats';
+
+const fmt = (x: number | null | undefined, digits = 1) =>
+  x === null || x === undefined || !Number.isFinite(x) ? '—' : x.toFixed(digits);
+
+const ratio = (a: number | null | undefined, b: number | null | undefined) =>
+  a === null || a === undefined || b === null || b === undefined || b === 0 ? '—' : `${(a / b).toFixed(2)}×`;
+
+function latencyRow(label: string, s: LatencySummary | undefined, reference: number | undefined, digits = 1): string {
+  if (!s) return `| ${label} | — | — | — | — | — |`;
+  return `| ${label} | ${fmt(s.p50, digits)} | ${fmt(s.p95, digits)} | ${fmt(s.p99, digits)} | ${s.n} | ${ratio(s.p50, reference)} |`;
+}
+
+function fanoutRow(label: string, f: FanoutFigures | undefined, reference: FanoutFigures | undefined): string {
+  if (!f) return `| ${label} | — | — | — | — |`;
+  return `| ${label} | ${f.steps} | ${fmt(f.makespanS, 2)} | ${fmt(f.stepsPerS)} | ${ratio(f.stepsPerS, reference?.stepsPerS)} |`;
+}
+
+function met(value: unknown): string {
+  return value === true ? 'met' : value === false ? '**not met**' : 'n/a';
+}
+
+export function renderMarkdown(r: BenchResult): string {
+  const m = r.machine;
+  const s = r.summary;
+  const lines: string[] = [
+    `# Pantheon benchmark, ${r.startedAt.slice(0, 19).replace('T', ' ')} UTC (${r.profile.name})`,
+    '',
+    `- Machine: ${m.cores} cores (${m.cpuModel}), ${m.memoryGb} GB RAM, ${m.os}`,
+    `- Versions: Node ${m.node}, Python ${m.python}, Ray ${m.ray}, Temporal CLI ${m.temporal}`,
+    `- Load: 1-min load average ${r.load.loadAvg1Start} at start, ${r.load.loadAvg1End} at end; CPUs ${Math.round(r.load.cpuBusyShare * 100)} % busy over the run`,
+    `- Stack: ${r.stack.startedByBench ? 'started (and stopped) by the benchmark' : 'already running, reused'}; Temporal ${r.stack.temporal}, Ray ${r.stack.ray} with ${r.stack.rayNodes} local worker node(s)`,
+    `- Pantheon worker: \`${r.worker.launch}\`, prebuilt workflow bundle, default settings`,
+    `- Duration: ${r.durationS} s`,
+    '',
+  ];
+
+  const o = r.stepOverhead;
+  lines.push(
+    '## Step overhead: one no-op step, end to end (ms)',
+    '',
+    '| case | p50 | p95 | p99 | runs | p50 vs Pantheon |',
+    '|---|---:|---:|---:|---:|---:|',
+    latencyRow('Pantheon: one-step pipeline (`echo` on Ray)', o?.pipeline, o?.pipeline.p50),
+    latencyRow('bare Temporal workflow + no-op activity', o?.bareActivity, o?.pipeline.p50),
+    latencyRow('raw Ray task, `ray.get(f.remote())` (Python)', o?.rawRay, o?.pipeline.p50, 2),
+    latencyRow('Ray job per step (Jobs REST API)', o?.jobPerStep, o?.pipeline.p50, 0),
+    '',
+  );
+
+  const f = r.fanout;
+  lines.push(
+    '## Fan-out: one workflow (or one `ray.get`) of many independent steps',
+    '',
+    '| case | steps | makespan (s) | steps/s | vs Pantheon |',
+    '|---|---:|---:|---:|---:|',
+    fanoutRow('Pantheon pipeline, no-op steps', f?.noop.pipeline, f?.noop.pipeline),
+    fanoutRow('bare workflow, no-op activities', f?.noop.bareActivity, f?.noop.pipeline),
+    fanoutRow('raw Ray, no-op tasks', f?.noop.rawRay, f?.noop.pipeline),
+    fanoutRow(`Pantheon pipeline, sleep(${f?.sleep.sleepS ?? r.profile.sleepSeconds}) steps`, f?.sleep.pipeline, f?.sleep.pipeline),
+    fanoutRow(`bare workflow, sleep(${f?.sleep.sleepS ?? r.profile.sleepSeconds}) activities`, f?.sleep.bareActivity, f?.sleep.pipeline),
+    fanoutRow(`raw Ray, sleep(${f?.sleep.sleepS ?? r.profile.sleepSeconds}) tasks`, f?.sleep.rawRay, f?.sleep.pipeline),
+    '',
+  );
+
+  const mem = r.memory;
+  if (mem) {
+    const names = [...new Set([...Object.keys(mem.idle), ...Object.keys(mem.underFanout)])];
+    const label = (name: string) =>
+      ({
+        worker: 'Pantheon worker (Node process)',
+        bridge: 'Ray bridge (Python, child of the worker)',
+        bareWorker: 'bare Temporal worker (reference)',
+        temporal: 'Temporal dev server',
+        'ray-head': 'Ray head (process group)',
+        qdrant: 'Qdrant (local mode)',
+      })[name] ?? (name.startsWith('ray-node:') ? `Ray worker node ${name.slice(9)} (process group)` : name);
+    lines.push(
+      '## Resident memory (MB)',
+      '',
+      '| process | idle | peak under the no-op fan-out | processes |',
+      '|---|---:|---:|---:|',
+      ...names.map((n) => {
+        const idle = mem.idle[n];
+        const busy = n === 'bareWorker' ? { rssMb: mem.bareWorker.underFanout, processes: 1 } : mem.underFanout[n];
+        return `| ${label(n)} | ${fmt(idle?.rssMb, 0)} | ${fmt(busy?.rssMb, 0)} | ${idle?.processes ?? busy?.processes ?? '—'} |`;
+      }),
+      '',
+    );
+  }
+
+  const extras: string[] = [];
+  const am = r.agentMemory;
+  if (am)
+    extras.push(
+      `| agent memory recall p50 / p99 (ms), ${String(am.points)} points | ${fmt(s.recallP50Ms as number, 2)} / ${fmt(s.recallP99Ms as number, 2)} |`,
+      `| raw Qdrant recall p50 / p99 (ms) | ${fmt(am.rawRecallP50Ms as number, 2)} / ${fmt(am.rawRecallP99Ms as number, 2)} |`,
+      `| retain / raw upsert (points/s) | ${fmt(am.retainPerS as number, 0)} / ${fmt(am.rawUpsertPerS as number, 0)} |`,
+    );
+  if (r.autoscalerSim)
+    extras.push(
+      `| autoscaler, simulated: node-seconds vs static max cluster | ${fmt(s.nodeSecondsRatio as number, 3)}× |`,
+      `| autoscaler, simulated: makespan vs static max cluster | ${fmt(s.makespanRatio as number, 3)}× |`,
+    );
+  if (r.autoscaler)
+    extras.push(
+      `| autoscaler, live: reaction to a backlog (s) | ${fmt(s.autoscaleReactionS as number)} |`,
+      `| autoscaler, live: idle node reclaimed after (s) | ${fmt(s.idleReclaimS as number)} |`,
+    );
+  if (extras.length > 0) lines.push('## Memory and autoscaling', '', '| figure | value |', '|---|---:|', ...extras, '');
+
+  lines.push(
+    '## Goals (issue 7)',
+    '',
+    '| goal | measured | |',
+    '|---|---|---|',
+    `| step overhead p50 ≤ bare activity p50 + 5 ms | ${fmt(s.stepOverheadP50Ms as number)} vs ${fmt(s.bareActivityP50Ms as number)} + 5 ms | ${met(s.goalStepOverheadMet)} |`,
+    `| fan-out ≥ 0.8× bare-activity fan-out | ${fmt(s.fanoutStepsPerS as number)} vs ${fmt(s.bareFanoutStepsPerS as number)} steps/s (${ratio(s.fanoutStepsPerS as number, s.bareFanoutStepsPerS as number)}) | ${met(s.goalFanoutMet)} |`,
+    `| ≥ 50× less overhead than a Ray job per step | ${fmt(s.jobOverheadRatio as number)}× | ${met(s.goalJobRatioMet)} |`,
+    `| worker RSS ≤ 200 MB (peak under the fan-out) | ${fmt(s.workerRssMb as number, 0)} MB (idle ${fmt(s.workerIdleRssMb as number, 0)} MB) | ${met(s.goalWorkerRssMet)} |`,
+    '',
+    '## Notes',
+    '',
+    ...r.notes.map((n) => `- ${n}`),
+  );
+  const errors = Object.entries(r.errors);
+  if (errors.length > 0) lines.push('', '## Errors', '', ...errors.map(([k, v]) => `- ${k}: ${v.split('\n')[0]}`));
+  return `${lines.join('\n')}\n`;
+}

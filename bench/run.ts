@@ -1,0 +1,657 @@
+/**
+ * `npm run bench [-- --quick]`: Pantheon against its baselines, on the local
+ * stack, in one stack lifetime. See bench/README.md for what each case
+ * measures and how to read the table.
+ *
+ * The stack is the one `scripts/stack.ts` describes (ports and state folder
+ * from the environment, scripts/lib/stack-config.ts); it is started if it is
+ * not up, and then stopped again at the end. Results go to bench/results/
+ * (one JSON and one Markdown file per run); the last line printed is one JSON
+ * object with the headline figures (a contract for tools outside the project).
+ */
+import * as crypto from 'node:crypto';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { performance } from 'node:perf_hooks';
+import { pathToFileURL } from 'node:url';
+import { Client, Connection } from '@temporalio/client';
+import type { Duration } from '@temporalio/common';
+import { bundleWorkflowCode } from '@temporalio/worker';
+import { buildWorkflowBundle } from '../scripts/build-workflow-bundle';
+import { waitFor } from '../scripts/lib/processes';
+import { loadStackConfig, REPO_ROOT, type StackConfig } from '../scripts/lib/stack-config';
+import { stackDown, stackIsUp, stackUp } from '../scripts/stack';
+import { listLocalNodes } from '../activities/scaling/local-ray-nodes';
+import type { PipelineResult, PipelineSpecInput } from '../workflows/schemas/pipeline-spec';
+import { PIPELINE_TASK_QUEUE } from '../workflows/task-queues';
+import { BARE_WORKFLOW_QUEUE } from './bare/workflows';
+import { runToEnd, startChild, type BenchChild } from './lib/children';
+import { cpuSnapshot, machineInfo, type MachineInfo } from './lib/machine';
+import { renderMarkdown } from './lib/report';
+import { childPids, PeakMemorySampler, readMemory, type MemoryReading, type MemoryTarget } from './lib/rss';
+import { median, round, summarize, type LatencySummary } from './lib/stats';
+
+const log = (msg: string) => process.stderr.write(`[bench] ${msg}\n`);
+
+/** How much of each case a run does. Quick: the same cases, fewer samples. */
+export interface BenchProfile {
+  name: 'full' | 'quick';
+  overheadWarmup: number;
+  overheadSamples: number;
+  jobWarmup: number;
+  jobSamples: number;
+  rayWarmup: number;
+  raySamples: number;
+  fanoutSteps: number;
+  sleepFanoutSteps: number;
+  sleepSeconds: number;
+  fanoutRepeats: number;
+  memoryPoints: number;
+}
+
+const PROFILES: Record<'full' | 'quick', BenchProfile> = {
+  full: {
+    name: 'full',
+    overheadWarmup: 10,
+    overheadSamples: 200,
+    jobWarmup: 2,
+    jobSamples: 10,
+    rayWarmup: 20,
+    raySamples: 200,
+    fanoutSteps: 1000,
+    sleepFanoutSteps: 100,
+    sleepSeconds: 0.1,
+    fanoutRepeats: 3,
+    memoryPoints: 10_000,
+  },
+  quick: {
+    name: 'quick',
+    overheadWarmup: 5,
+    overheadSamples: 40,
+    jobWarmup: 1,
+    jobSamples: 3,
+    rayWarmup: 10,
+    raySamples: 100,
+    fanoutSteps: 1000,
+    sleepFanoutSteps: 100,
+    sleepSeconds: 0.1,
+    fanoutRepeats: 1,
+    memoryPoints: 1_000,
+  },
+};
+
+/** Small fan-outs run once, untimed, before the timed ones. */
+const FANOUT_WARMUP_STEPS = 50;
+const JOB_POLL_MS = 50;
+const ECHO_TASK = 'pantheon_tasks.testkit:echo';
+const SLEEP_TASK = 'pantheon_tasks.testkit:sleep';
+
+export interface FanoutFigures {
+  steps: number;
+  repeats: number;
+  makespansS: number[];
+  /** Median over the repeats. */
+  makespanS: number;
+  stepsPerS: number;
+}
+
+export interface BenchResult {
+  version: 1;
+  startedAt: string;
+  finishedAt: string;
+  durationS: number;
+  profile: BenchProfile;
+  machine: MachineInfo;
+  load: { loadAvg1Start: number; loadAvg1End: number; cpuBusyShare: number };
+  stack: { startedByBench: boolean; stateDir: string; temporal: string; ray: string; rayNodes: number; rayCpus: number };
+  worker: { launch: string };
+  notes: string[];
+  stepOverhead?: { pipeline: LatencySummary; bareActivity: LatencySummary; rawRay: LatencySummary; jobPerStep: LatencySummary };
+  fanout?: {
+    noop: { pipeline: FanoutFigures; bareActivity: FanoutFigures; rawRay: FanoutFigures };
+    sleep: { sleepS: number; pipeline: FanoutFigures; bareActivity: FanoutFigures; rawRay: FanoutFigures };
+  };
+  memory?: { idle: MemoryReading; underFanout: MemoryReading; bareWorker: { idle: number; underFanout: number } };
+  agentMemory?: Record<string, unknown>;
+  autoscalerSim?: Record<string, unknown>;
+  autoscaler?: Record<string, unknown>;
+  errors: Record<string, string>;
+  summary: Record<string, number | boolean | string | null>;
+}
+
+function parseArgs(argv: string[]): { profile: BenchProfile; outDir: string } {
+  const quick = argv.includes('--quick');
+  const outIndex = argv.indexOf('--out');
+  const outDir = outIndex >= 0 && argv[outIndex + 1] ? path.resolve(argv[outIndex + 1]!) : path.join(REPO_ROOT, 'bench', 'results');
+  const unknown = argv.filter((a, i) => a.startsWith('--') && a !== '--quick' && a !== '--out' && argv[i - 1] !== '--out');
+  if (unknown.length > 0) throw new Error(`unknown option ${unknown.join(' ')} (options: --quick, --out <dir>)`);
+  return { profile: PROFILES[quick ? 'quick' : 'full'], outDir };
+}
+
+const elapsed = async (operation: () => Promise<unknown>): Promise<number> => {
+  const started = performance.now();
+  await operation();
+  return performance.now() - started;
+};
+
+const uniqueId = (prefix: string) => `${prefix}-${crypto.randomBytes(5).toString('hex')}`;
+
+function fanoutFigures(steps: number, makespansMs: number[]): FanoutFigures {
+  const makespanS = median(makespansMs) / 1000;
+  return {
+    steps,
+    repeats: makespansMs.length,
+    makespansS: makespansMs.map((ms) => round(ms / 1000, 3)),
+    makespanS: round(makespanS, 3),
+    stepsPerS: round(steps / makespanS, 1),
+  };
+}
+
+/** The node process of the Pantheon worker, as `npm run worker` runs it (see README: "worker launch"). */
+function pantheonWorkerCommand(): { command: string; args: string[]; launch: string } {
+  return {
+    command: process.execPath,
+    args: ['--require', require.resolve('tsx/cjs'), path.join(REPO_ROOT, 'workers', 'main.ts')],
+    launch: 'node --require tsx/cjs workers/main.ts',
+  };
+}
+
+class Bench {
+  private client!: Client;
+  private connection!: Connection;
+  private pantheonWorker?: BenchChild;
+  private bareWorker?: BenchChild;
+  private memoryTargets: MemoryTarget[] = [];
+
+  constructor(
+    private readonly config: StackConfig,
+    private readonly profile: BenchProfile,
+    private readonly result: BenchResult,
+  ) {}
+
+  async startWorkers(pantheonBundle: string, bareBundle: string): Promise<void> {
+    const { config } = this;
+    const env = {
+      ...process.env,
+      TEMPORAL_ADDRESS: config.temporal.address,
+      RAY_ADDRESS: config.ray.address,
+      RAY_DASHBOARD_URL: config.ray.dashboardUrl,
+      QDRANT_URL: config.qdrant.url,
+    };
+    const worker = pantheonWorkerCommand();
+    this.result.worker.launch = worker.launch;
+    const started = performance.now();
+    [this.pantheonWorker, this.bareWorker] = await Promise.all([
+      startChild(worker.command, worker.args, {
+        cwd: REPO_ROOT,
+        env: { ...env, PANTHEON_WORKFLOW_BUNDLE: pantheonBundle, LOG_LEVEL: process.env.LOG_LEVEL ?? 'info' },
+        logFile: path.join(config.logDir, 'bench-pantheon-worker.log'),
+        readyLine: '"msg":"worker running"',
+        timeoutMs: 180_000,
+      }),
+      startChild(process.execPath, ['--require', require.resolve('tsx/cjs'), path.join(__dirname, 'bare', 'worker.ts')], {
+        cwd: REPO_ROOT,
+        env: { ...env, BENCH_BARE_BUNDLE: bareBundle },
+        logFile: path.join(config.logDir, 'bench-bare-worker.log'),
+        readyLine: 'ready',
+        timeoutMs: 180_000,
+      }),
+    ]);
+    log(`workers ready in ${((performance.now() - started) / 1000).toFixed(1)} s`);
+    this.connection = await Connection.connect({ address: config.temporal.address });
+    this.client = new Client({ connection: this.connection, namespace: process.env.TEMPORAL_NAMESPACE ?? 'default' });
+  }
+
+  async stopWorkers(): Promise<void> {
+    await this.connection?.close().catch(() => undefined);
+    await Promise.all([this.pantheonWorker?.stop(), this.bareWorker?.stop()]);
+  }
+
+  /** What memory is read from: the worker, its bridge, the bare worker, and each stack service's process group. */
+  resolveMemoryTargets(): void {
+    const { config } = this;
+    const targets: MemoryTarget[] = [];
+    const workerPid = this.pantheonWorker!.pid;
+    targets.push({ name: 'worker', kind: 'process', pid: workerPid });
+    const bridge = childPids(workerPid, 'pantheon_runtime.bridge')[0];
+    if (bridge !== undefined) targets.push({ name: 'bridge', kind: 'process', pid: bridge });
+    targets.push({ name: 'bareWorker', kind: 'process', pid: this.bareWorker!.pid });
+    for (const service of ['temporal', 'ray-head', 'qdrant']) {
+      try {
+        const pid = Number(fs.readFileSync(path.join(config.pidDir, `${service}.pid`), 'utf8'));
+        if (pid > 0) targets.push({ name: service, kind: 'group', pid });
+      } catch {
+        /* not running */
+      }
+    }
+    for (const node of listLocalNodes(config)) targets.push({ name: `ray-node:${node.name}`, kind: 'group', pid: node.pid });
+    this.memoryTargets = targets;
+  }
+
+  // ---- the ways one unit of work is run -------------------------------------------------------
+
+  private async runPipeline(spec: PipelineSpecInput, timeout: Duration): Promise<PipelineResult> {
+    const result = (await this.client.workflow.execute('pipeline', {
+      taskQueue: PIPELINE_TASK_QUEUE,
+      workflowId: uniqueId(`bench-${spec.name}`),
+      args: [spec],
+      workflowExecutionTimeout: timeout,
+    })) as PipelineResult;
+    if (result.status !== 'succeeded') throw new Error(`pipeline ${spec.name} ended ${result.status}`);
+    return result;
+  }
+
+  private onePipelineStep(): Promise<PipelineResult> {
+    return this.runPipeline(
+      { name: 'bench-step', project: 'bench', steps: [{ id: 'echo', task: ECHO_TASK, args: ['x'] }] },
+      '2 minutes',
+    );
+  }
+
+  private oneBareStep(): Promise<unknown> {
+    return this.client.workflow.execute('bareStep', {
+      taskQueue: BARE_WORKFLOW_QUEUE,
+      workflowId: uniqueId('bench-bare-step'),
+      args: ['x'],
+      workflowExecutionTimeout: '2 minutes',
+    });
+  }
+
+  private pipelineFanout(steps: number, sleepSeconds = 0): Promise<PipelineResult> {
+    return this.runPipeline(
+      {
+        name: sleepSeconds > 0 ? 'bench-sleep-fanout' : 'bench-fanout',
+        project: 'bench',
+        failurePolicy: 'continue',
+        steps: Array.from({ length: steps }, (_, i) =>
+          sleepSeconds > 0
+            ? { id: `s${i}`, task: SLEEP_TASK, args: [sleepSeconds, i] }
+            : { id: `s${i}`, task: ECHO_TASK, args: [i] },
+        ),
+      },
+      '15 minutes',
+    );
+  }
+
+  private async bareFanout(steps: number, sleepSeconds = 0): Promise<void> {
+    const done = await this.client.workflow.execute('bareFanout', {
+      taskQueue: BARE_WORKFLOW_QUEUE,
+      workflowId: uniqueId('bench-bare-fanout'),
+      args: [steps, Math.round(sleepSeconds * 1000)],
+      workflowExecutionTimeout: '15 minutes',
+    });
+    if (done !== steps) throw new Error(`bare fan-out finished ${String(done)} of ${steps} activities`);
+  }
+
+  private async rayJob(): Promise<void> {
+    const { dashboardUrl } = this.config.ray;
+    const submissionId = uniqueId('bench-job');
+    const python = path.join(this.config.venvBin, 'python');
+    const res = await fetch(`${dashboardUrl}/api/jobs/`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      // The step's no-op, run by the job's own driver process: the least a job per step can do.
+      body: JSON.stringify({
+        submission_id: submissionId,
+        entrypoint: `${python} -c "from pantheon_tasks.testkit import echo; echo('x')"`,
+      }),
+    });
+    if (!res.ok) throw new Error(`job submission answered ${res.status}: ${await res.text()}`);
+    const status = await waitFor(
+      `Ray job ${submissionId} to finish`,
+      async () => {
+        const info = (await (await fetch(`${dashboardUrl}/api/jobs/${submissionId}`)).json()) as { status?: string; message?: string };
+        return info.status && ['SUCCEEDED', 'FAILED', 'STOPPED'].includes(info.status) ? info : undefined;
+      },
+      120_000,
+      JOB_POLL_MS,
+    );
+    if (status.status !== 'SUCCEEDED') throw new Error(`Ray job ${submissionId} ${status.status}: ${status.message}`);
+  }
+
+  // ---- cases ----------------------------------------------------------------------------------
+
+  /** One-step pipelines and bare one-activity workflows, interleaved so that load drift hits both alike. */
+  async stepOverhead(): Promise<{ pipeline: LatencySummary; bareActivity: LatencySummary }> {
+    const { overheadWarmup, overheadSamples } = this.profile;
+    for (let i = 0; i < overheadWarmup; i++) {
+      await this.onePipelineStep();
+      await this.oneBareStep();
+    }
+    this.result.memory = { idle: readMemory(this.memoryTargets), underFanout: {}, bareWorker: { idle: 0, underFanout: 0 } };
+    const pipeline: number[] = [];
+    const bare: number[] = [];
+    for (let i = 0; i < overheadSamples; i++) {
+      pipeline.push(await elapsed(() => this.onePipelineStep()));
+      bare.push(await elapsed(() => this.oneBareStep()));
+    }
+    return { pipeline: summarize(pipeline), bareActivity: summarize(bare) };
+  }
+
+  async jobPerStep(): Promise<LatencySummary> {
+    for (let i = 0; i < this.profile.jobWarmup; i++) await this.rayJob();
+    const samples: number[] = [];
+    for (let i = 0; i < this.profile.jobSamples; i++) samples.push(await elapsed(() => this.rayJob()));
+    return summarize(samples);
+  }
+
+  async rawRay(): Promise<{ latency: LatencySummary; fanout: FanoutFigures; sleepFanout: FanoutFigures; rayVersion: string }> {
+    const p = this.profile;
+    const out = await runToEnd(
+      path.join(this.config.venvBin, 'python'),
+      [
+        path.join(__dirname, 'ray_baseline.py'),
+        '--address',
+        this.config.ray.address,
+        '--warmup',
+        String(p.rayWarmup),
+        '--samples',
+        String(p.raySamples),
+        '--fanout',
+        String(p.fanoutSteps),
+        '--sleep-fanout',
+        String(p.sleepFanoutSteps),
+        '--sleep',
+        String(p.sleepSeconds),
+        '--repeats',
+        String(p.fanoutRepeats),
+      ],
+      { cwd: REPO_ROOT, env: { ...process.env, RAY_ADDRESS: this.config.ray.address }, timeoutMs: 600_000 },
+    );
+    const raw = JSON.parse(out.trim().split('\n').pop()!) as {
+      rayVersion: string;
+      latencyMs: LatencySummary;
+      fanout: { makespansS: number[] };
+      sleepFanout: { makespansS: number[] };
+    };
+    const toFigures = (steps: number, makespansS: number[]) => fanoutFigures(steps, makespansS.map((s) => s * 1000));
+    const latency = raw.latencyMs;
+    return {
+      latency: { ...latency, p50: round(latency.p50, 2), p95: round(latency.p95, 2), p99: round(latency.p99, 2), mean: round(latency.mean, 2) },
+      fanout: toFigures(p.fanoutSteps, raw.fanout.makespansS),
+      sleepFanout: toFigures(p.sleepFanoutSteps, raw.sleepFanout.makespansS),
+      rayVersion: raw.rayVersion,
+    };
+  }
+
+  /** The pipeline fan-out and the bare fan-out, repeated and interleaved; the worker's memory is sampled meanwhile. */
+  async fanouts(sleepSeconds: number, steps: number): Promise<{ pipeline: FanoutFigures; bareActivity: FanoutFigures }> {
+    await this.pipelineFanout(FANOUT_WARMUP_STEPS, sleepSeconds);
+    await this.bareFanout(FANOUT_WARMUP_STEPS, sleepSeconds);
+    const pipeline: number[] = [];
+    const bare: number[] = [];
+    for (let r = 0; r < this.profile.fanoutRepeats; r++) {
+      const sampler = sleepSeconds === 0 ? new PeakMemorySampler(this.memoryTargets) : undefined;
+      pipeline.push(await elapsed(() => this.pipelineFanout(steps, sleepSeconds)));
+      const peaks = sampler?.stop();
+      const bareSampler = sleepSeconds === 0 ? new PeakMemorySampler(this.memoryTargets.filter((t) => t.name === 'bareWorker')) : undefined;
+      bare.push(await elapsed(() => this.bareFanout(steps, sleepSeconds)));
+      const barePeak = bareSampler?.stop();
+      if (peaks && this.result.memory) {
+        for (const [name, value] of Object.entries(peaks)) {
+          const before = this.result.memory.underFanout[name];
+          if (!before || value.rssMb > before.rssMb) this.result.memory.underFanout[name] = value;
+        }
+        this.result.memory.bareWorker.underFanout = Math.max(
+          this.result.memory.bareWorker.underFanout,
+          barePeak?.bareWorker?.rssMb ?? 0,
+        );
+      }
+    }
+    return { pipeline: fanoutFigures(steps, pipeline), bareActivity: fanoutFigures(steps, bare) };
+  }
+}
+
+/** Agent memory (bench/memory.ts) against the stack's Qdrant. */
+async function agentMemoryCase(config: StackConfig, profile: BenchProfile): Promise<Record<string, unknown>> {
+  const { runMemoryBenchmark } = await import('./memory');
+  const result = await runMemoryBenchmark({
+    url: config.qdrant.url,
+    points: profile.memoryPoints,
+    storage: 'the stack Qdrant',
+  });
+  return { ...result };
+}
+
+/** The autoscaling policy in simulation (bench/autoscaler-sim.ts prints one JSON document). */
+async function autoscalerSimCase(): Promise<Record<string, unknown>> {
+  const out = await runToEnd(process.execPath, ['--require', require.resolve('tsx/cjs'), path.join(__dirname, 'autoscaler-sim.ts')], {
+    cwd: REPO_ROOT,
+    env: process.env,
+    timeoutMs: 300_000,
+  });
+  return JSON.parse(out) as Record<string, unknown>;
+}
+
+/**
+ * The live autoscaler benchmark (bench/autoscaler.ts, issue 5), when it exists:
+ * loaded dynamically so that this runner works without it. It is expected to
+ * export `runAutoscalerBenchmark({ config, quick })` resolving to an object
+ * with `autoscaleReactionS` and `idleReclaimS`.
+ */
+async function autoscalerCase(
+  config: StackConfig,
+  profile: BenchProfile,
+): Promise<Record<string, unknown> | { notAvailable: string }> {
+  const file = path.join(__dirname, 'autoscaler.ts');
+  if (!fs.existsSync(file)) return { notAvailable: 'bench/autoscaler.ts does not exist yet' };
+  const mod = (await import(pathToFileURL(file).href)) as Record<string, unknown>;
+  const run = (mod.runAutoscalerBenchmark ?? (mod.default as Record<string, unknown> | undefined)?.runAutoscalerBenchmark) as
+    | ((options: { config: StackConfig; quick: boolean }) => Promise<Record<string, unknown>>)
+    | undefined;
+  if (typeof run !== 'function')
+    return { notAvailable: 'bench/autoscaler.ts does not export runAutoscalerBenchmark(options)' };
+  return run({ config, quick: profile.name === 'quick' });
+}
+
+function num(record: Record<string, unknown> | undefined, key: string): number | null {
+  const value = record?.[key];
+  return typeof value === 'number' && Number.isFinite(value) ? value : null;
+}
+
+function summarizeResult(r: BenchResult): BenchResult['summary'] {
+  const s = r.stepOverhead;
+  const f = r.fanout;
+  const m = r.memory;
+  const stepOverheadP50Ms = s?.pipeline.p50 ?? null;
+  const bareActivityP50Ms = s?.bareActivity.p50 ?? null;
+  const jobPerStepP50Ms = s?.jobPerStep.p50 ?? null;
+  const fanoutStepsPerS = f?.noop.pipeline.stepsPerS ?? null;
+  const bareFanoutStepsPerS = f?.noop.bareActivity.stepsPerS ?? null;
+  const workerRssMb = m?.underFanout.worker?.rssMb ?? null;
+  const stackIdle = m ? Object.entries(m.idle).filter(([n]) => !['worker', 'bridge', 'bareWorker'].includes(n)) : [];
+  const summary: BenchResult['summary'] = {
+    profile: r.profile.name,
+    stepOverheadP50Ms,
+    stepOverheadP95Ms: s?.pipeline.p95 ?? null,
+    stepOverheadP99Ms: s?.pipeline.p99 ?? null,
+    bareActivityP50Ms,
+    rawRayP50Ms: s?.rawRay.p50 ?? null,
+    jobPerStepP50Ms,
+    fanoutStepsPerS,
+    fanoutMakespanS: f?.noop.pipeline.makespanS ?? null,
+    bareFanoutStepsPerS,
+    rawRayFanoutStepsPerS: f?.noop.rawRay.stepsPerS ?? null,
+    sleepFanoutMakespanS: f?.sleep.pipeline.makespanS ?? null,
+    bareSleepFanoutMakespanS: f?.sleep.bareActivity.makespanS ?? null,
+    rawRaySleepFanoutMakespanS: f?.sleep.rawRay.makespanS ?? null,
+    workerRssMb: workerRssMb === null ? null : round(workerRssMb, 0),
+    workerIdleRssMb: m?.idle.worker ? round(m.idle.worker.rssMb, 0) : null,
+    bridgeRssMb: m?.underFanout.bridge ? round(m.underFanout.bridge.rssMb, 0) : null,
+    stackIdleRssMb: stackIdle.length > 0 ? round(stackIdle.reduce((sum, [, v]) => sum + v.rssMb, 0), 0) : null,
+    autoscaleReactionS: num(r.autoscaler, 'autoscaleReactionS'),
+    idleReclaimS: num(r.autoscaler, 'idleReclaimS'),
+    nodeSecondsRatio: num(r.autoscalerSim, 'nodeSecondsRatio'),
+    makespanRatio: num(r.autoscalerSim, 'makespanRatio'),
+    recallP50Ms: num(r.agentMemory, 'recallP50Ms'),
+    recallP99Ms: num(r.agentMemory, 'recallP99Ms'),
+    memoryPoints: num(r.agentMemory, 'points'),
+    loadAvg1: r.load.loadAvg1End,
+    errorCount: Object.keys(r.errors).length,
+  };
+  summary.goalStepOverheadMet =
+    stepOverheadP50Ms !== null && bareActivityP50Ms !== null ? stepOverheadP50Ms <= bareActivityP50Ms + 5 : null;
+  summary.goalFanoutMet =
+    fanoutStepsPerS !== null && bareFanoutStepsPerS !== null ? fanoutStepsPerS >= 0.8 * bareFanoutStepsPerS : null;
+  summary.jobOverheadRatio =
+    stepOverheadP50Ms !== null && jobPerStepP50Ms !== null ? round(jobPerStepP50Ms / stepOverheadP50Ms, 1) : null;
+  summary.goalJobRatioMet = summary.jobOverheadRatio === null ? null : (summary.jobOverheadRatio as number) >= 50;
+  summary.goalWorkerRssMet = workerRssMb === null ? null : workerRssMb <= 200;
+  return summary;
+}
+
+async function buildBareBundle(outFile: string): Promise<string> {
+  const quiet = () => undefined;
+  const { code } = await bundleWorkflowCode({
+    workflowsPath: path.join(__dirname, 'bare', 'workflows.ts'),
+    logger: { trace: quiet, debug: quiet, info: quiet, log: quiet, warn: console.warn, error: console.error },
+  });
+  fs.mkdirSync(path.dirname(outFile), { recursive: true });
+  fs.writeFileSync(outFile, code);
+  return outFile;
+}
+
+async function main(): Promise<void> {
+  const { profile, outDir } = parseArgs(process.argv.slice(2));
+  const config = loadStackConfig();
+  const startedAt = new Date();
+  const cpuStart = cpuSnapshot();
+  const machine = machineInfo(config.venvBin);
+  const startedStack = !stackIsUp(config);
+  const result: BenchResult = {
+    version: 1,
+    startedAt: startedAt.toISOString(),
+    finishedAt: '',
+    durationS: 0,
+    profile,
+    machine,
+    load: { loadAvg1Start: cpuStart.loadAvg1, loadAvg1End: 0, cpuBusyShare: 0 },
+    stack: {
+      startedByBench: startedStack,
+      stateDir: config.stateDir,
+      temporal: config.temporal.address,
+      ray: config.ray.address,
+      rayNodes: 0,
+      rayCpus: 0,
+    },
+    worker: { launch: '' },
+    notes: [
+      'Warm-up excluded: every case runs untimed warm-up rounds first (see profile); the figures are from the timed rounds only.',
+      'Latencies are end to end, from the client starting the workflow (or submitting the Ray job) to its result; p50/p95/p99 are nearest-rank percentiles.',
+      'Fan-out figures are medians over the repeats; the raw Ray figures are timed inside Python.',
+    ],
+    errors: {},
+    summary: {},
+  };
+  if (profile.name === 'quick')
+    result.notes.push(
+      `Quick mode: fewer samples (${profile.overheadSamples} one-step runs, ${profile.jobSamples} jobs, ${profile.fanoutRepeats} fan-out repeat) and ${profile.memoryPoints} memory points instead of 10,000.`,
+    );
+
+  log(`${profile.name} run on ${machine.cores} cores, ${machine.memoryGb} GB; stack ${startedStack ? 'starting' : 'already up'}`);
+  const bench = new Bench(config, profile, result);
+  let stopping = false;
+  const cleanup = async () => {
+    if (stopping) return;
+    stopping = true;
+    await bench.stopWorkers().catch((err: unknown) => log(`stopping workers: ${String(err)}`));
+    if (startedStack) {
+      log('stopping the stack the benchmark started');
+      await stackDown(config).catch((err: unknown) => log(`stopping the stack: ${String(err)}`));
+    }
+  };
+  const onSignal = (signal: NodeJS.Signals) => {
+    log(`${signal}: cleaning up`);
+    void cleanup().finally(() => process.exit(130));
+  };
+  process.once('SIGINT', onSignal);
+  process.once('SIGTERM', onSignal);
+
+  const attempt = async <T>(name: string, run: () => Promise<T>): Promise<T | undefined> => {
+    const started = performance.now();
+    log(`${name} ...`);
+    try {
+      const value = await run();
+      log(`${name} done in ${((performance.now() - started) / 1000).toFixed(1)} s`);
+      return value;
+    } catch (err) {
+      const message = err instanceof Error ? err.message : String(err);
+      result.errors[name] = message;
+      log(`${name} FAILED: ${message}`);
+      return undefined;
+    }
+  };
+
+  try {
+    const bundleDir = path.join(config.stateDir, 'bench');
+    const stackStarted = performance.now();
+    const [pantheonBundle, bareBundle] = await Promise.all([
+      buildWorkflowBundle(path.join(bundleDir, 'workflow-bundle.js')),
+      buildBareBundle(path.join(bundleDir, 'bare-workflow-bundle.js')),
+      startedStack ? stackUp(config) : Promise.resolve(),
+    ]);
+    log(`stack and bundles ready in ${((performance.now() - stackStarted) / 1000).toFixed(1)} s`);
+    await bench.startWorkers(pantheonBundle, bareBundle);
+    bench.resolveMemoryTargets();
+    const nodes = listLocalNodes(config);
+    result.stack.rayNodes = nodes.length;
+
+    const overhead = await attempt('step overhead (pipeline vs bare activity)', () => bench.stepOverhead());
+    const jobs = await attempt('Ray job per step', () => bench.jobPerStep());
+    const raw = await attempt('raw Ray (latency and fan-outs)', () => bench.rawRay());
+    const noop = await attempt(`fan-out of ${profile.fanoutSteps} no-op steps`, () => bench.fanouts(0, profile.fanoutSteps));
+    const sleep = await attempt(`fan-out of ${profile.sleepFanoutSteps} sleep(${profile.sleepSeconds}) steps`, () =>
+      bench.fanouts(profile.sleepSeconds, profile.sleepFanoutSteps),
+    );
+    if (raw) result.machine.ray = raw.rayVersion;
+    if (overhead && jobs && raw)
+      result.stepOverhead = { ...overhead, rawRay: raw.latency, jobPerStep: jobs };
+    if (noop && sleep && raw)
+      result.fanout = {
+        noop: { ...noop, rawRay: raw.fanout },
+        sleep: { sleepS: profile.sleepSeconds, ...sleep, rawRay: raw.sleepFanout },
+      };
+    if (result.memory) result.memory.bareWorker.idle = result.memory.idle.bareWorker?.rssMb ?? 0;
+    await bench.stopWorkers();
+
+    result.agentMemory = await attempt(`agent memory (${profile.memoryPoints} points)`, () => agentMemoryCase(config, profile));
+    result.autoscalerSim = await attempt('autoscaler (simulated)', () => autoscalerSimCase());
+    const live = await attempt('autoscaler (live)', () => autoscalerCase(config, profile));
+    if (live && 'notAvailable' in live) {
+      result.notes.push(`Live autoscaler benchmark not available: ${String(live.notAvailable)}.`);
+      log(`autoscaler (live): not available — ${String(live.notAvailable)}`);
+    } else result.autoscaler = live;
+  } finally {
+    await cleanup();
+    process.removeListener('SIGINT', onSignal);
+    process.removeListener('SIGTERM', onSignal);
+  }
+
+  const cpuEnd = cpuSnapshot();
+  const finishedAt = new Date();
+  result.finishedAt = finishedAt.toISOString();
+  result.durationS = round((finishedAt.getTime() - startedAt.getTime()) / 1000, 1);
+  result.load.loadAvg1End = cpuEnd.loadAvg1;
+  result.load.cpuBusyShare = round(
+    (cpuEnd.times.busy - cpuStart.times.busy) / Math.max(1, cpuEnd.times.total - cpuStart.times.total),
+    2,
+  );
+  result.summary = summarizeResult(result);
+
+  fs.mkdirSync(outDir, { recursive: true });
+  const stamp = startedAt.toISOString().replace(/[:.]/g, '-');
+  const base = path.join(outDir, `bench-${stamp}-${profile.name}`);
+  const markdown = renderMarkdown(result);
+  fs.writeFileSync(`${base}.json`, `${JSON.stringify(result, null, 2)}\n`);
+  fs.writeFileSync(`${base}.md`, markdown);
+  process.stdout.write(`${markdown}\n`);
+  log(`results: ${path.relative(REPO_ROOT, base)}.{json,md} (${result.durationS} s)`);
+  process.stdout.write(`${JSON.stringify(result.summary)}\n`);
+  // The summary line stays the last line: a failed core case is reported in it (nulls) and in the exit code.
+  if (result.stepOverhead === undefined || result.fanout === undefined) process.exitCode = 1;
+}
+
+main().catch((err: unknown) => {
+  log(`failed: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}`);
+  process.exit(1);
+});

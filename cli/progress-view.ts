@@ -1,0 +1,80 @@
+/**
+ * A live progress bar per step (cli-progress), fed by the pipeline's
+ * `progress` query. Steps of a code-defined pipeline appear as the code
+ * reaches them. A running step fills against its agent's usual duration when
+ * the agent's record has one; otherwise it creeps toward 90 % so that it moves
+ * without pretending to know.
+ */
+import { MultiBar, Presets, type SingleBar } from 'cli-progress';
+import type { PipelineResult, StepResult, StepStatus } from '../workflows/schemas/pipeline-spec';
+import { duration, stepTimes } from './format';
+
+const FINAL: ReadonlySet<StepStatus> = new Set(['succeeded', 'failed', 'skipped', 'cancelled']);
+/** How fast an unknown-length step creeps: half way to 90 % after this long. */
+const CREEP_HALF_LIFE_MS = 10_000;
+
+export function stepPercent(step: StepResult, now: number): number {
+  if (FINAL.has(step.status)) return 100;
+  if (step.status === 'pending') return 0;
+  if (step.status === 'queued') return 2;
+  const running = stepTimes(step, now).runningMs ?? 0;
+  if (step.expectedRunningMs) return Math.min(95, 5 + (90 * running) / step.expectedRunningMs);
+  return 5 + 85 * (1 - Math.pow(0.5, running / CREEP_HALF_LIFE_MS));
+}
+
+function detail(step: StepResult, now: number): string {
+  const times = stepTimes(step, now);
+  const parts: string[] = [];
+  if (step.agent) parts.push(step.fallbackFrom ? `${step.agent} (fallback)` : step.agent);
+  if (step.attempts > 1) parts.push(`attempt ${step.attempts}`);
+  if (times.queuedMs !== undefined) parts.push(`queued ${duration(times.queuedMs)}`);
+  if (times.runningMs !== undefined) parts.push(`ran ${duration(times.runningMs)}`);
+  if (step.node) parts.push(`node ${step.node.slice(0, 8)}`);
+  if (step.error && step.status !== 'succeeded')
+    parts.push(`${step.error.type}: ${step.error.message.slice(0, 60)}`);
+  return parts.join(' · ');
+}
+
+export class PipelineProgressView {
+  private readonly bars = new Map<string, SingleBar>();
+  private readonly multibar: MultiBar;
+  private readonly width: number;
+
+  constructor(stream: NodeJS.WriteStream = process.stderr, stepIdWidth = 18) {
+    this.width = stepIdWidth;
+    this.multibar = new MultiBar(
+      {
+        stream,
+        format: ' {step} {bar} {percentage}% {status} {detail}',
+        barsize: 24,
+        hideCursor: true,
+        clearOnComplete: false,
+        stopOnComplete: false,
+        // Piped output (CI, tests) gets a line per step every few seconds instead of redraws.
+        noTTYOutput: true,
+        notTTYSchedule: 3_000,
+        autopadding: true,
+      },
+      Presets.shades_classic,
+    );
+  }
+
+  update(progress: PipelineResult, now = Date.now()): void {
+    for (const id of progress.stepOrder) {
+      const step = progress.steps[id]!;
+      const payload = {
+        step: id.length > this.width ? `${id.slice(0, this.width - 1)}…` : id.padEnd(this.width),
+        status: step.status.padEnd(9),
+        detail: detail(step, now),
+      };
+      const value = Math.round(stepPercent(step, now));
+      const bar = this.bars.get(id);
+      if (bar) bar.update(value, payload);
+      else this.bars.set(id, this.multibar.create(100, value, payload));
+    }
+  }
+
+  stop(): void {
+    this.multibar.stop();
+  }
+}

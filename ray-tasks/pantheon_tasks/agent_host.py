@@ -1,0 +1,97 @@
+"""The agent host: runs one agent's task on Ray and measures what it used.
+
+An agent step is submitted as this task, with the agent's own task reference
+and inputs. The host resolves the task through the same package fence as the
+step runner, runs it, and returns the output together with the CPU-seconds and
+the peak memory of the Ray worker process during the call. Those measurements
+are what the orchestrator learns an agent's resource needs from.
+
+The fence here is the Ray side's own (`PANTHEON_ALLOWED_TASK_PACKAGES` in the
+Ray worker's environment, default `pantheon_tasks`), never a value the caller
+sends: naming the host directly must not widen what a step can import.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import os
+import re
+import threading
+import time
+from typing import Any, Optional
+
+from pantheon_runtime.task_refs import resolve_task
+
+ALLOWED_PACKAGES_ENV = "PANTHEON_ALLOWED_TASK_PACKAGES"
+DEFAULT_ALLOWED_PACKAGES = "pantheon_tasks"
+# Sampling is the fallback when the kernel's peak counter cannot be reset.
+SAMPLE_INTERVAL_SECONDS = 0.02
+
+
+def allowed_packages() -> list[str]:
+    raw = os.environ.get(ALLOWED_PACKAGES_ENV, DEFAULT_ALLOWED_PACKAGES)
+    return [p.strip() for p in raw.split(",") if p.strip()]
+
+
+def _status_kb(field: str) -> Optional[int]:
+    try:
+        with open("/proc/self/status", encoding="ascii") as status:
+            match = re.search(rf"^{field}:\s+(\d+) kB", status.read(), re.MULTILINE)
+        return int(match.group(1)) if match else None
+    except OSError:
+        return None
+
+
+def _reset_peak_rss() -> bool:
+    """Resets VmHWM to the current RSS (Linux: clear_refs 5). Ray reuses worker
+    processes, so without a reset the peak would be that of an earlier task."""
+    try:
+        with open("/proc/self/clear_refs", "w", encoding="ascii") as clear_refs:
+            clear_refs.write("5")
+        return True
+    except OSError:
+        return False
+
+
+class _RssSampler:
+    def __init__(self) -> None:
+        self.peak_kb = _status_kb("VmRSS") or 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.wait(SAMPLE_INTERVAL_SECONDS):
+            self.peak_kb = max(self.peak_kb, _status_kb("VmRSS") or 0)
+
+    def __enter__(self) -> "_RssSampler":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_exc: Any) -> None:
+        self._stop.set()
+        self._thread.join()
+        self.peak_kb = max(self.peak_kb, _status_kb("VmRSS") or 0)
+
+
+def run_agent(agent: str, task: str, args: list, kwargs: dict) -> dict:
+    """Runs `task(*args, **kwargs)` for `agent`; returns its output and usage."""
+    function = resolve_task(task, allowed_packages())
+    counter_reset = _reset_peak_rss()
+    cpu_start = time.process_time()
+    wall_start = time.monotonic()
+    with _RssSampler() as sampler:
+        output: Any = function(*args, **kwargs)
+        if inspect.isawaitable(output):
+            output = asyncio.run(output)
+    peak_kb = max(sampler.peak_kb, (_status_kb("VmHWM") or 0) if counter_reset else 0)
+    return {
+        "output": output,
+        "usage": {
+            "agent": agent,
+            "cpuSeconds": round(time.process_time() - cpu_start, 3),
+            "wallSeconds": round(time.monotonic() - wall_start, 3),
+            "peakMemoryMb": round(peak_kb / 1024, 1),
+            "peakMeasuredBy": "VmHWM" if counter_reset else "sampled VmRSS",
+        },
+    }

@@ -1,0 +1,147 @@
+"""Example agent tasks: what the example pipelines in `agents/` run on Ray.
+
+They stand in for model calls with small, deterministic text work, so the
+examples run anywhere, offline, and their outputs can be asserted on. Each one
+takes and returns plain JSON, like any step.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from typing import Any
+
+# A tiny offline corpus the gatherer "searches": (title, text).
+CORPUS = [
+    ("Battery prices fall again", "Lithium battery pack prices fell 14 percent as cell makers added capacity and demand grew in storage markets."),
+    ("Grid operators warn of congestion", "Interconnection queues keep growing; operators warn that congestion and permitting delays threaten new solar and storage projects."),
+    ("Solid-state cells reach pilot lines", "Two manufacturers started pilot production of solid-state cells, promising higher energy density and a lower fire risk."),
+    ("Recycling startups raise funds", "Battery recycling startups raised record funding to recover lithium, nickel and cobalt from used packs, reducing supply risk."),
+    ("Tariffs reshape supply chains", "New tariffs on imported cells push automakers to source locally, raising costs in the short term and supply security later."),
+    ("Sodium-ion enters the market", "Sodium-ion cells entered mass production for small cars and stationary storage, trading energy density for lower cost."),
+    ("Heat waves stress the grid", "Record heat waves pushed peak demand higher; storage fleets discharged at full power for hours and prevented outages."),
+    ("Open-source battery models", "Researchers released open-source battery degradation models that predict cell ageing from charging data."),
+]
+
+LENSES = {
+    "market": ["price", "prices", "demand", "cost", "costs", "funding", "market", "markets", "production"],
+    "risk": ["risk", "warn", "delays", "tariffs", "congestion", "outages", "fire", "threaten", "supply"],
+    "technology": ["solid-state", "density", "sodium-ion", "models", "cells", "recycling", "degradation", "pilot"],
+}
+
+
+def _words(text: str) -> list[str]:
+    return [w.strip(".,;:").lower() for w in text.split()]
+
+
+def _think(seconds: float) -> None:
+    """Stands in for the time a model call takes (busy, so CPU-seconds are real)."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        pass
+
+
+def gather_sources(topic: str, limit: int = 6, think_seconds: float = 0.2) -> list[dict]:
+    """Finds the sources most related to `topic`: id, title, text and a relevance score."""
+    _think(think_seconds)
+    topic_words = set(_words(topic))
+    scored = []
+    for title, text in CORPUS:
+        overlap = len(topic_words & set(_words(title + " " + text)))
+        digest = hashlib.sha256(title.encode()).hexdigest()[:8]
+        scored.append({"id": digest, "title": title, "text": text, "relevance": overlap})
+    scored.sort(key=lambda s: (-s["relevance"], s["title"]))
+    return scored[:limit]
+
+
+def analyze(sources: list[dict], lens: str, think_seconds: float = 0.3) -> dict:
+    """Reads the sources through one lens (market, risk or technology): findings and a score."""
+    if lens not in LENSES:
+        raise ValueError(f"unknown lens {lens!r}; one of {sorted(LENSES)}")
+    _think(think_seconds)
+    keywords = set(LENSES[lens])
+    findings = []
+    for source in sources:
+        hits = sorted(keywords & set(_words(source["text"])))
+        if hits:
+            findings.append({"source": source["id"], "title": source["title"], "signals": hits})
+    return {"lens": lens, "findings": findings, "score": sum(len(f["signals"]) for f in findings)}
+
+
+def review(analyses: dict, think_seconds: float = 0.2) -> dict:
+    """Checks the analysts' work: keeps lenses with findings, notes the ones without."""
+    _think(think_seconds)
+    kept = {lens: a for lens, a in analyses.items() if a["findings"]}
+    notes = [f"{lens}: no findings, left out" for lens, a in analyses.items() if not a["findings"]]
+    ranked = sorted(kept.values(), key=lambda a: -a["score"])
+    return {"approved": bool(kept), "lensesByWeight": [a["lens"] for a in ranked], "analyses": kept, "notes": notes}
+
+
+def write_report(topic: str, reviewed: dict, think_seconds: float = 0.2) -> dict:
+    """Writes the reviewed findings up as a short Markdown report."""
+    _think(think_seconds)
+    lines = [f"# {topic}", ""]
+    for lens in reviewed["lensesByWeight"]:
+        analysis = reviewed["analyses"][lens]
+        lines.append(f"## {lens.capitalize()} (score {analysis['score']})")
+        for finding in analysis["findings"]:
+            lines.append(f"- {finding['title']}: {', '.join(finding['signals'])}")
+        lines.append("")
+    for note in reviewed["notes"]:
+        lines.append(f"> {note}")
+    markdown = "\n".join(lines).rstrip() + "\n"
+    return {"markdown": markdown, "words": len(markdown.split())}
+
+
+def classify_strict(ticket: str, categories: list[str]) -> dict:
+    """Classifies a ticket only when exactly one category is named in it; otherwise raises."""
+    words = set(_words(ticket))
+    named = [c for c in categories if c.lower() in words]
+    if len(named) != 1:
+        raise ValueError(f"ambiguous ticket: names {len(named)} of the categories {categories}")
+    return {"category": named[0], "confidence": 1.0, "method": "strict"}
+
+
+def classify_by_overlap(ticket: str, categories: list[str]) -> dict:
+    """Classifies any ticket: the category whose letters overlap the ticket's words most."""
+    words = _words(ticket)
+    def overlap(category: str) -> int:
+        return sum(1 for w in words if w[:4] == category.lower()[:4])
+    best = max(categories, key=lambda c: (overlap(c), -categories.index(c)))
+    total = sum(overlap(c) for c in categories) or 1
+    return {"category": best, "confidence": round(overlap(best) / total, 2), "method": "overlap"}
+
+
+def summarize_tickets(classified: list[dict]) -> dict:
+    """Counts tickets per category."""
+    counts: dict[str, int] = {}
+    for item in classified:
+        counts[item["category"]] = counts.get(item["category"], 0) + 1
+    return {"total": len(classified), "byCategory": dict(sorted(counts.items()))}
+
+
+def build_index(documents: list[str], working_set_mb: int = 64, hold_seconds: float = 0.5) -> dict:
+    """Builds a word index; holds a working set of `working_set_mb` MB the way a
+    large in-memory index would, so its peak memory is visible and learnable."""
+    block = bytearray(working_set_mb * 1024 * 1024)
+    for offset in range(0, len(block), 4096):
+        block[offset] = 1
+    index: dict[str, list[int]] = {}
+    for i, doc in enumerate(documents):
+        for word in set(_words(doc)):
+            index.setdefault(word, []).append(i)
+    time.sleep(hold_seconds)
+    return {"documents": len(documents), "terms": len(index), "workingSetMb": working_set_mb}
+
+
+def score_item(item: Any, think_seconds: float = 0.1) -> dict:
+    """Scores one item of a fan-out (map step)."""
+    _think(think_seconds)
+    text = str(item)
+    return {"item": item, "score": int(hashlib.sha256(text.encode()).hexdigest()[:4], 16) % 100}
+
+
+def combine_scores(scored: list[dict]) -> dict:
+    """Joins a fan-out's results (reduce step)."""
+    ranked = sorted(scored, key=lambda s: -s["score"])
+    return {"count": len(scored), "best": ranked[0] if ranked else None, "mean": sum(s["score"] for s in scored) / max(1, len(scored))}

@@ -1,0 +1,30 @@
+/**
+ * The contract with `pantheon_tasks.agent_host:run_agent`, the Ray task every
+ * agent step runs through: it runs the agent's own task and measures it.
+ * Workflow-safe.
+ */
+import { z } from 'zod';
+
+export const AGENT_HOST_TASK = 'pantheon_tasks.agent_host:run_agent';
+
+export const agentHostOutputSchema = z.object({
+  output: z.unknown(),
+  usage: z.object({
+    agent: z.string(),
+    cpuSeconds: z.number().min(0),
+    wallSeconds: z.number().min(0),
+    peakMemoryMb: z.number().min(0),
+    peakMeasuredBy: z.string(),
+  }),
+});
+
+export type AgentHostOutput = z.infer<typeof agentHostOutputSchema>;
+
+/** The kwargs of the host task for one agent call. */
+export function agentHostKwargs(
+  agent: string,
+  task: string,
+  inputs: { args: unknown[]; kwargs: Record<string, unknown> },
+): Record<string, unknown> {
+  return { agent, task, args: inputs.args, kwargs: inputs.kwargs };
+}
