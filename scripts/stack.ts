@@ -13,6 +13,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { Command } from 'commander';
 import { z } from 'zod';
+import type { NodeGroup } from '../workflows/schemas/node-groups';
 import { freePort, isAlive, portOpen, spawnDetached, stopGroup, tailFile, waitFor } from './lib/processes';
 import {
   loadNodeGroups,
@@ -208,6 +209,24 @@ async function startQdrant(config: StackConfig) {
   );
 }
 
+/**
+ * A raylet on a busy host can time out registering with the GCS; the failed
+ * node is stopped by startLocalNode, and a fresh one usually joins.
+ */
+async function startNodeWithRetries(config: StackConfig, group: NodeGroup, tries = 3): Promise<void> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      await startLocalNode(config, group);
+      return;
+    } catch (err) {
+      if (attempt >= tries) throw err;
+      log(
+        `a ${group.name} node failed to join (${err instanceof Error ? err.message.split('\n')[0] : err}); trying again`,
+      );
+    }
+  }
+}
+
 /** Starts each group's initial nodes that are not running yet, one after another. */
 export async function startWorkerNodes(config: StackConfig) {
   forgetDeadNodes(config);
@@ -219,7 +238,7 @@ export async function startWorkerNodes(config: StackConfig) {
       0,
       (group.initialNodes ?? group.minNodes) - listLocalNodes(config, group.name).length,
     );
-    for (let i = 0; i < missing; i++, count++) await startLocalNode(config, group);
+    for (let i = 0; i < missing; i++, count++) await startNodeWithRetries(config, group);
   }
   if (count > 0) log(`${count} Ray worker node(s) joined in ${((Date.now() - started) / 1000).toFixed(1)} s`);
 }

@@ -47,17 +47,28 @@ describe('pipeline workflow on the real stack', () => {
 
   test('a fan-out of 10 steps runs in parallel', async () => {
     const seconds = 2;
-    const started = Date.now();
     const result = await env.runPipeline({
       name: 'fan-out',
       project: 'acme',
       steps: Array.from({ length: 10 }, (_, i) => ({ id: `s${i}`, task: SLEEP, args: [seconds, i] })),
     });
-    const wallSeconds = (Date.now() - started) / 1000;
     for (let i = 0; i < 10; i++)
       expect(result.steps[`s${i}`]).toMatchObject({ status: 'succeeded', output: i });
-    // 4 CPUs of Ray worker nodes: three waves at most, far below the 20 s sum.
-    expect(wallSeconds).toBeLessThan(10 * seconds * 0.6);
+    // Judged on the steps' own running intervals, so a slow Ray worker start on a
+    // loaded host does not count as lost parallelism: with 4 Ray CPUs the ten
+    // 2-second steps run in about three waves, far below their 20 s sum.
+    const intervals = Object.values(result.steps).map((s) => ({
+      start: s.finishedAtMs! - s.runningMs!,
+      end: s.finishedAtMs!,
+    }));
+    const span = Math.max(...intervals.map((i) => i.end)) - Math.min(...intervals.map((i) => i.start));
+    const sumOfSteps = intervals.reduce((sum, i) => sum + (i.end - i.start), 0);
+    expect(sumOfSteps).toBeGreaterThanOrEqual(10 * seconds * 1000 * 0.95);
+    expect(span).toBeLessThan(sumOfSteps * 0.6);
+    const mostAtOnce = Math.max(
+      ...intervals.map((i) => intervals.filter((o) => o.start < i.start + 1 && o.end > i.start + 1).length),
+    );
+    expect(mostAtOnce).toBeGreaterThanOrEqual(3);
     const nodes = new Set(Object.values(result.steps).map((s) => s.node));
     expect(nodes.size).toBeGreaterThan(1);
   });
