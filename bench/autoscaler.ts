@@ -10,12 +10,15 @@
  * - idleReclaimS: how long after its idle timeout a node is gone from Ray: Ray's
  *   own idle clock (GCS `idle_duration_ms`) gives when it became idle, the GCS
  *   node list when it left.
- * - nodeSecondsRatio, makespanRatio: one bursty load (two bursts over a steady
- *   trickle) run twice, on the autoscaled group starting empty and on a static
- *   cluster of the maximum size started beforehand. Node-seconds count every
- *   node process alive from the load's start until the group is empty again
- *   (start-up, idle tail and drain included) for the autoscaled run, and
- *   max nodes × makespan for the static one.
+ * - nodeSecondsRatio, makespanRatio: a bursty load — two bursts of nine 8 s
+ *   steps, 150 s apart (90 s with --quick), quiet in between — on the
+ *   autoscaled group starting empty, against a static cluster of the maximum
+ *   size. Autoscaled node-seconds count every node process alive from the
+ *   load's start until the group is empty again (start-up, idle tail and drain
+ *   included). The static cluster (started beforehand, not counted) runs one
+ *   burst on its warm nodes; its makespan is the second burst's start plus that
+ *   burst's time — a warm cluster does nothing in the quiet gap, so running
+ *   it would only add minutes — and its node-seconds are max nodes × makespan.
  *
  *     npx tsx bench/autoscaler.ts [--quick]
  *
@@ -70,7 +73,7 @@ export interface AutoscalerBenchResult {
   settings: { tickIntervalMs: number; idleTimeoutMs: number; cooldownMs: number; maxScaleUpStep: number };
   reactionSamplesS: number[];
   reclaimSamplesS: number[];
-  load: { steps: number; stepSeconds: number; spanS: number };
+  load: { steps: number; stepSeconds: number; burstGapS: number; burstOnWarmNodesS: number };
   autoscaled: { nodeSeconds: number; makespanS: number; peakNodes: number };
   static: { nodeSeconds: number; makespanS: number; nodes: number };
   loadAverage: number[];
@@ -84,13 +87,12 @@ const median = (xs: number[]) => {
   return s.length % 2 ? s[mid]! : (s[mid - 1]! + s[mid]!) / 2;
 };
 
-/** Two bursts of six 8 s steps (at 0 s and 70 s) over a trickle of one 4 s step every 10 s until 120 s. */
-function bursty(quick: boolean): LoadStep[] {
-  const span = quick ? 80 : 120;
-  const steps: LoadStep[] = [];
-  for (const at of quick ? [0, 40] : [0, 70]) for (let i = 0; i < 6; i++) steps.push({ atS: at, seconds: 8 });
-  for (let at = 0; at < span; at += 10) steps.push({ atS: at, seconds: 4 });
-  return steps.sort((a, b) => a.atS - b.atS);
+const BURST_STEPS = 9;
+const STEP_SECONDS = 8;
+
+/** A burst of nine 8 s steps at each of `times` (seconds from the load's start). */
+function bursts(times: number[]): LoadStep[] {
+  return times.flatMap((atS) => Array.from({ length: BURST_STEPS }, () => ({ atS, seconds: STEP_SECONDS })));
 }
 
 export async function runAutoscalerBench(
@@ -226,7 +228,8 @@ export async function runAutoscalerBench(
     }
 
     // 2. The bursty load, autoscaled from an empty group.
-    const load = bursty(quick);
+    const gapS = quick ? 90 : 150;
+    const load = bursts([0, gapS]);
     await waitEmpty();
     log(`bursty load, autoscaled: ${load.length} steps`);
     const auto = await runLoad(load, true);
@@ -259,7 +262,8 @@ export async function runAutoscalerBench(
           : undefined,
       30_000,
     );
-    const fixed = await runLoad(load, false);
+    const oneBurst = await runLoad(bursts([0]), false);
+    const fixed = { makespanS: gapS + oneBurst.makespanS };
     log(`static: makespan ${round(fixed.makespanS, 1)} s`);
     const staticNodeSeconds = group.maxNodes * fixed.makespanS;
 
@@ -271,7 +275,12 @@ export async function runAutoscalerBench(
       settings,
       reactionSamplesS: reactions.map((x) => round(x)),
       reclaimSamplesS: reclaims.map((x) => round(x)),
-      load: { steps: load.length, stepSeconds: 8, spanS: Math.max(...load.map((s) => s.atS)) },
+      load: {
+        steps: load.length,
+        stepSeconds: STEP_SECONDS,
+        burstGapS: gapS,
+        burstOnWarmNodesS: round(oneBurst.makespanS, 1),
+      },
       autoscaled: {
         nodeSeconds: round(auto.nodeSeconds, 1),
         makespanS: round(auto.makespanS, 1),

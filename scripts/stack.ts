@@ -38,7 +38,7 @@ const devServerConfigSchema = z.object({
   dynamicConfig: z.record(z.string(), z.unknown()),
 });
 
-type ServiceName = 'temporal' | 'ray-head' | 'qdrant';
+type ServiceName = 'temporal' | 'ray-head' | 'qdrant' | 'dispatcher-host';
 
 const log = (msg: string) => process.stderr.write(`[stack] ${msg}\n`);
 
@@ -61,6 +61,7 @@ async function startService(
   command: string,
   args: string[],
   healthy: () => Promise<boolean>,
+  ports: number[],
   env?: NodeJS.ProcessEnv,
   timeoutMs = 90_000,
 ): Promise<void> {
@@ -81,6 +82,12 @@ async function startService(
     }
     throw new Error(`${name} runs (pid ${existing}) but is not healthy; run 'npm run stack:down' first`);
   }
+  // A port held by another process would make the health check answer for it.
+  for (const port of ports)
+    if (await portOpen(port))
+      throw new Error(
+        `${name}: port ${port} is already in use by another process (not this stack's; see PANTHEON_STATE_DIR)`,
+      );
   const logFile = path.join(config.logDir, `${name}.log`);
   const proc = spawnDetached(command, args, { logFile, env, cwd: REPO_ROOT });
   fs.mkdirSync(config.pidDir, { recursive: true });
@@ -145,6 +152,7 @@ export async function startTemporal(config: StackConfig) {
     args,
     async () =>
       (await portOpen(config.temporal.port)) && (await httpOk(`http://127.0.0.1:${config.temporal.uiPort}/`)),
+    [config.temporal.port, config.temporal.uiPort],
   );
 }
 
@@ -187,6 +195,7 @@ export async function startRayHead(config: StackConfig) {
     path.join(config.venvBin, 'ray'),
     args,
     () => httpOk(`${config.ray.dashboardUrl}/api/version`),
+    [config.ray.headPort, config.ray.dashboardPort],
     rayProcessEnv(config),
   );
 }
@@ -206,6 +215,35 @@ async function startQdrant(config: StackConfig) {
       path.join(config.stateDir, 'qdrant'),
     ],
     () => httpOk(`${config.qdrant.url}/healthz`),
+    [config.qdrant.port],
+  );
+}
+
+/**
+ * The dispatcher's host (ray-tasks/pantheon_runtime/dispatcher_host.py): a
+ * long-lived Ray driver that creates the dispatcher, so every step's task runs
+ * under a job that stays alive and Ray reuses warm worker processes for it.
+ * (Created by a worker's bridge instead, the dispatcher's job ends when that
+ * worker stops, and from then on every step waits for a new worker process.)
+ */
+export async function startDispatcherHost(config: StackConfig) {
+  const logFile = path.join(config.logDir, 'dispatcher-host.log');
+  // Readiness is read from the log: a fresh start must not see an earlier run's line.
+  if (runningPid(config, 'dispatcher-host') === undefined) fs.rmSync(logFile, { force: true });
+  await startService(
+    config,
+    'dispatcher-host',
+    path.join(config.venvBin, 'python'),
+    ['-u', '-m', 'pantheon_runtime.dispatcher_host', '--address', config.ray.address],
+    async () => {
+      try {
+        return fs.readFileSync(logFile, 'utf8').includes('dispatcher host ready');
+      } catch {
+        return false;
+      }
+    },
+    [],
+    rayProcessEnv(config),
   );
 }
 
@@ -248,7 +286,7 @@ export async function stackUp(config: StackConfig = loadStackConfig()): Promise<
   // Independent services start side by side; worker nodes need the head.
   await Promise.all([
     startTemporal(config),
-    startRayHead(config).then(() => startWorkerNodes(config)),
+    startRayHead(config).then(() => Promise.all([startWorkerNodes(config), startDispatcherHost(config)])),
     startQdrant(config),
   ]);
   fs.writeFileSync(
@@ -269,7 +307,7 @@ export async function stackUp(config: StackConfig = loadStackConfig()): Promise<
 
 export async function stackDown(config: StackConfig = loadStackConfig()): Promise<void> {
   for (const node of listLocalNodes(config)) await stopLocalNode(config, node.name);
-  for (const name of ['qdrant', 'ray-head', 'temporal'] as const) {
+  for (const name of ['dispatcher-host', 'qdrant', 'ray-head', 'temporal'] as const) {
     const pid = runningPid(config, name);
     if (pid !== undefined) {
       await stopGroup(pid);
@@ -287,7 +325,7 @@ export function stackIsUp(config: StackConfig = loadStackConfig()): boolean {
 }
 
 async function status(config: StackConfig) {
-  for (const name of ['temporal', 'ray-head', 'qdrant'] as const) {
+  for (const name of ['temporal', 'ray-head', 'dispatcher-host', 'qdrant'] as const) {
     const pid = runningPid(config, name);
     log(`${name}: ${pid === undefined ? 'stopped' : `running (pid ${pid})`}`);
   }

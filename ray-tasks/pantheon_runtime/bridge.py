@@ -19,8 +19,8 @@ from typing import Any, Awaitable, Callable
 import ray
 
 from . import cluster_ops
-from .dispatcher import Dispatcher
-from .runner import DISPATCHER_NAME, NAMESPACE
+from .dispatcher_host import create_dispatcher
+from .runner import NAMESPACE
 
 
 class Bridge:
@@ -30,17 +30,8 @@ class Bridge:
 
     def dispatcher(self):
         if self._dispatcher is None:
-            # The dispatcher lives on the head when the cluster offers the marker resource,
-            # so losing a worker node never loses the owner of the steps.
-            on_head = ray.cluster_resources().get("pantheon_head", 0) > 0
-            self._dispatcher = Dispatcher.options(
-                name=DISPATCHER_NAME,
-                namespace=NAMESPACE,
-                lifetime="detached",
-                get_if_exists=True,
-                max_concurrency=100_000,
-                resources={"pantheon_head": 0.001} if on_head else None,
-            ).remote()
+            # Found if the dispatcher host (or another bridge) created it; created here otherwise.
+            self._dispatcher = create_dispatcher()
         return self._dispatcher
 
     async def call_dispatcher(self, method: str, *args: Any) -> Any:

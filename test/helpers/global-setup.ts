@@ -8,7 +8,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { buildWorkflowBundle } from '../../scripts/build-workflow-bundle';
 import { loadStackConfig } from '../../scripts/lib/stack-config';
-import { stackIsUp, stackUp } from '../../scripts/stack';
+import { stackDown, stackIsUp, stackUp } from '../../scripts/stack';
 
 export const STARTED_MARKER = 'started-by-tests';
 
@@ -18,10 +18,20 @@ export default async function globalSetup(): Promise<void> {
   const marker = path.join(config.stateDir, STARTED_MARKER);
   if (!stackIsUp(config)) fs.writeFileSync(marker, String(process.pid));
   const started = Date.now();
-  const [, bundlePath] = await Promise.all([
-    stackUp(config),
-    buildWorkflowBundle(path.join(config.stateDir, 'workflow-bundle.js')),
-  ]);
+  let bundlePath: string;
+  try {
+    [, bundlePath] = await Promise.all([
+      stackUp(config),
+      buildWorkflowBundle(path.join(config.stateDir, 'workflow-bundle.js')),
+    ]);
+  } catch (err) {
+    // Jest runs no teardown after a failed setup: stop here what this run started.
+    if (fs.existsSync(marker)) {
+      await stackDown(config);
+      fs.rmSync(marker, { force: true });
+    }
+    throw err;
+  }
   process.env.PANTHEON_WORKFLOW_BUNDLE = bundlePath;
   // Test workers and clients talk to this stack, whatever ports it was given.
   process.env.TEMPORAL_ADDRESS = config.temporal.address;
