@@ -125,10 +125,19 @@ function parseArgs(argv: string[]): { profile: BenchProfile; outDir: string; wit
   const withAutoscaler = argv.includes('--autoscaler');
   const outIndex = argv.indexOf('--out');
   const outDir = outIndex >= 0 && argv[outIndex + 1] ? path.resolve(argv[outIndex + 1]!) : path.join(REPO_ROOT, 'bench', 'results');
-  const known = ['--quick', '--autoscaler', '--out'];
-  const unknown = argv.filter((a, i) => a.startsWith('--') && !known.includes(a) && argv[i - 1] !== '--out');
-  if (unknown.length > 0) throw new Error(`unknown option ${unknown.join(' ')} (options: --quick, --autoscaler, --out <dir>)`);
-  return { profile: PROFILES[quick ? 'quick' : 'full'], outDir, withAutoscaler };
+  const withValue = ['--out', '--fanout-steps'];
+  const known = ['--quick', '--autoscaler', ...withValue];
+  const unknown = argv.filter((a, i) => a.startsWith('--') && !known.includes(a) && !withValue.includes(argv[i - 1] ?? ''));
+  if (unknown.length > 0)
+    throw new Error(`unknown option ${unknown.join(' ')} (options: --quick, --autoscaler, --fanout-steps <n>, --out <dir>)`);
+  const profile = { ...PROFILES[quick ? 'quick' : 'full'] };
+  const stepsIndex = argv.indexOf('--fanout-steps');
+  if (stepsIndex >= 0) {
+    const steps = Number(argv[stepsIndex + 1]);
+    if (!Number.isInteger(steps) || steps < 1) throw new Error('--fanout-steps takes a positive integer');
+    profile.fanoutSteps = steps;
+  }
+  return { profile, outDir, withAutoscaler };
 }
 
 const elapsed = async (operation: () => Promise<unknown>): Promise<number> => {
@@ -233,12 +242,27 @@ class Bench {
 
   // ---- the ways one unit of work is run -------------------------------------------------------
 
+  /** `work` unless the worker that has to do it exits first (then its failure, with where its log is). */
+  private whileAlive<T>(worker: BenchChild | undefined, work: Promise<T>): Promise<T> {
+    if (!worker) return work;
+    const died = worker.exited.then((how): never => {
+      throw new Error(`the worker process ${how}; see ${path.relative(REPO_ROOT, worker.logFile)}`);
+    });
+    return Promise.race([work, died]);
+  }
+
   private async runPipeline(spec: PipelineSpecInput, timeout: Duration): Promise<PipelineResult> {
-    const result = (await this.client.workflow.execute('pipeline', {
+    const workflowId = uniqueId(`bench-${spec.name}`);
+    const execution = this.client.workflow.execute('pipeline', {
       taskQueue: PIPELINE_TASK_QUEUE,
-      workflowId: uniqueId(`bench-${spec.name}`),
+      workflowId,
       args: [spec],
       workflowExecutionTimeout: timeout,
+    });
+    const result = (await this.whileAlive(this.pantheonWorker, execution).catch(async (err: unknown) => {
+      // A pipeline left running would be picked up by the next worker on this stack.
+      await this.client.workflow.getHandle(workflowId).terminate('benchmark case failed').catch(() => undefined);
+      throw err;
     })) as PipelineResult;
     if (result.status !== 'succeeded') throw new Error(`pipeline ${spec.name} ended ${result.status}`);
     return result;
@@ -252,12 +276,15 @@ class Bench {
   }
 
   private oneBareStep(): Promise<unknown> {
-    return this.client.workflow.execute('bareStep', {
-      taskQueue: BARE_WORKFLOW_QUEUE,
-      workflowId: uniqueId('bench-bare-step'),
-      args: ['x'],
-      workflowExecutionTimeout: '2 minutes',
-    });
+    return this.whileAlive(
+      this.bareWorker,
+      this.client.workflow.execute('bareStep', {
+        taskQueue: BARE_WORKFLOW_QUEUE,
+        workflowId: uniqueId('bench-bare-step'),
+        args: ['x'],
+        workflowExecutionTimeout: '2 minutes',
+      }),
+    );
   }
 
   private pipelineFanout(steps: number, sleepSeconds = 0): Promise<PipelineResult> {
@@ -277,12 +304,15 @@ class Bench {
   }
 
   private async bareFanout(steps: number, sleepSeconds = 0): Promise<void> {
-    const done = await this.client.workflow.execute('bareFanout', {
-      taskQueue: BARE_WORKFLOW_QUEUE,
-      workflowId: uniqueId('bench-bare-fanout'),
-      args: [steps, Math.round(sleepSeconds * 1000)],
-      workflowExecutionTimeout: '15 minutes',
-    });
+    const done = await this.whileAlive(
+      this.bareWorker,
+      this.client.workflow.execute('bareFanout', {
+        taskQueue: BARE_WORKFLOW_QUEUE,
+        workflowId: uniqueId('bench-bare-fanout'),
+        args: [steps, Math.round(sleepSeconds * 1000)],
+        workflowExecutionTimeout: '15 minutes',
+      }),
+    );
     if (done !== steps) throw new Error(`bare fan-out finished ${String(done)} of ${steps} activities`);
   }
 

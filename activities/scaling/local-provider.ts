@@ -4,10 +4,12 @@
  * per node, recorded in the stack's state folder.
  *
  * - `addNodes` returns at once: the nodes are named up front and started in
- *   the background, a few side by side (a node start is mostly the Python
- *   start-up of its raylet's agents, CPU-bound on a small host). Until Ray
- *   sees a node it is listed as `starting`, so the next tick does not ask for
- *   it again.
+ *   the background, a few side by side. A node start is mostly the Python
+ *   start-up of `ray start` and its raylet's agents, CPU-bound, and Ray gives
+ *   a raylet 30 s to register: on a loaded host, starts side by side all miss
+ *   it. So how many start at once adapts: halved after a failed start, one
+ *   more after a good one. Until Ray sees a node it is listed as `starting`,
+ *   so the next tick does not ask for it again.
  * - `removeNodes` stops only nodes that Ray no longer schedules on: drained
  *   (the apply activity drains with the idle-termination reason, which Ray
  *   refuses for a busy node), dead, or never joined. A node Ray lists as
@@ -35,8 +37,8 @@ import { isSchedulable, type RayClusterState } from './ray-cluster';
 export interface LocalProviderOptions {
   /** How long a node may take to join Ray before its start counts as failed. */
   joinTimeoutMs?: number;
-  /** How many nodes may be starting at once (default 4). */
-  startConcurrency?: number;
+  /** The most nodes that may be starting at once (default 3); fewer after failed starts. */
+  maxStartConcurrency?: number;
 }
 
 export class LocalNodeProvider implements NodeProvider {
@@ -44,7 +46,9 @@ export class LocalNodeProvider implements NodeProvider {
   /** Nodes asked for that wait for a start slot, in order. */
   private readonly queue: Array<{ name: string; group: NodeGroup }> = [];
   private readonly starts = new Set<Promise<void>>();
-  private readonly startConcurrency: number;
+  private readonly maxStartConcurrency: number;
+  /** How many may start at once now: halved after a failed start, one more after a good one. */
+  private startConcurrency: number;
   /** Nodes this process was asked for that have not joined Ray (or failed) yet: name → group. */
   private readonly inFlight = new Map<string, string>();
   /** Nodes being stopped by this process. */
@@ -61,7 +65,8 @@ export class LocalNodeProvider implements NodeProvider {
     options: LocalProviderOptions = {},
   ) {
     this.joinTimeoutMs = options.joinTimeoutMs ?? LOCAL_NODE_JOIN_TIMEOUT_MS;
-    this.startConcurrency = options.startConcurrency ?? 4;
+    this.maxStartConcurrency = options.maxStartConcurrency ?? 3;
+    this.startConcurrency = this.maxStartConcurrency;
   }
 
   async listNodes(group: NodeGroup): Promise<ProviderNode[]> {
@@ -104,15 +109,20 @@ export class LocalNodeProvider implements NodeProvider {
       const { name, group } = this.queue.shift()!;
       const started = Date.now();
       const start: Promise<void> = startLocalNode(this.stack, group, this.joinTimeoutMs, name)
-        .then((node) =>
+        .then((node) => {
+          this.startConcurrency = Math.min(this.maxStartConcurrency, this.startConcurrency + 1);
           this.logger.info(
             { group: group.name, node: name, rayNodeId: node.nodeId, ms: Date.now() - started },
             'local Ray node joined',
-          ),
-        )
-        .catch((err: unknown) =>
-          this.logger.error({ err, group: group.name, node: name }, 'local node failed'),
-        )
+          );
+        })
+        .catch((err: unknown) => {
+          this.startConcurrency = Math.max(1, Math.floor(this.startConcurrency / 2));
+          this.logger.error(
+            { err, group: group.name, node: name, startConcurrency: this.startConcurrency },
+            'local node failed to start',
+          );
+        })
         .finally(() => {
           this.inFlight.delete(name);
           this.starts.delete(start);

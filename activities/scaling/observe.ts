@@ -38,8 +38,9 @@ export interface ObservedGroup {
 
 /**
  * Which Ray node a provider node is: the local provider labels its nodes with
- * their name; on KubeRay the raylet's instance id is the pod name; failing
- * both, a unique IP address.
+ * their name; on KubeRay the raylet's instance id is the pod name (the pod's
+ * RAY_CLOUD_INSTANCE_ID, as Ray's own autoscaler v2 expects); failing both, a
+ * unique IP address.
  */
 export function matchRayNode(
   node: ProviderNode,

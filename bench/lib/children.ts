@@ -11,6 +11,8 @@ import { stopGroup, tailFile, waitFor } from '../../scripts/lib/processes';
 export interface BenchChild {
   pid: number;
   logFile: string;
+  /** Resolves (never rejects) when the process exits, with how it ended. */
+  exited: Promise<string>;
   stop(): Promise<void>;
 }
 
@@ -34,14 +36,19 @@ export async function startChild(
   fs.closeSync(out);
   if (child.pid === undefined) throw new Error(`could not start ${command}`);
   const pid = child.pid;
-  let exited: string | undefined;
-  child.once('exit', (code, signal) => (exited = `exited (code ${code}, signal ${signal})`));
+  let exitedHow: string | undefined;
+  const exited = new Promise<string>((resolve) =>
+    child.once('exit', (code, signal) => {
+      exitedHow = `exited (code ${code}, signal ${signal})`;
+      resolve(exitedHow);
+    }),
+  );
   const stop = () => stopGroup(pid, 30_000);
   try {
     await waitFor(
       `${path.basename(opts.logFile)} to show "${opts.readyLine}"`,
       () => {
-        if (exited) throw new Error(`${command} ${exited}:\n${tailFile(opts.logFile)}`);
+        if (exitedHow) throw new Error(`${command} ${exitedHow}:\n${tailFile(opts.logFile)}`);
         return fs.readFileSync(opts.logFile, 'utf8').includes(opts.readyLine) ? true : undefined;
       },
       opts.timeoutMs,
@@ -51,7 +58,7 @@ export async function startChild(
     await stop();
     throw err;
   }
-  return { pid, logFile: opts.logFile, stop };
+  return { pid, logFile: opts.logFile, exited, stop };
 }
 
 /** Runs `command` to its end; resolves to its stdout, rejects (with its stderr's tail) if it fails. */

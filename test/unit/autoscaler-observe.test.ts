@@ -12,6 +12,7 @@ import {
 import { decide } from '../../activities/scaling/policy';
 import type { ProviderNode } from '../../activities/scaling/provider';
 import type { RayClusterState, RayNodeState } from '../../activities/scaling/ray-cluster';
+import { pinToGroup } from '../../workflows/placement';
 import { autoscalerInputSchema, describeZodIssue } from '../../workflows/schemas/autoscaler';
 import { nodeGroupSchema } from '../../workflows/schemas/node-groups';
 
@@ -175,5 +176,13 @@ describe('autoscaler input', () => {
     const text = describeZodIssue(parsed.error!);
     expect(text).toMatch(/groups\.0: a node group name/);
     expect(text).toMatch(/budget\.nodeHours: /);
+  });
+});
+
+test('pinToGroup: a step runs only on its group’s nodes, its own labels kept', () => {
+  expect(pinToGroup(undefined, 'cpu')).toEqual({ labels: { 'pantheon.io/group': 'cpu' } });
+  expect(pinToGroup({ cpus: 2, labels: { zone: 'a' } }, 'gpu')).toEqual({
+    cpus: 2,
+    labels: { zone: 'a', 'pantheon.io/group': 'gpu' },
   });
 });
