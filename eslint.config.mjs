@@ -1,7 +1,18 @@
 import tseslint from 'typescript-eslint';
 
 export default tseslint.config(
-  { ignores: ['node_modules/**', '.venv/**', '.state/**', 'bench/results/**', '**/*.js', '**/*.mjs'] },
+  {
+    ignores: [
+      'node_modules/**',
+      '.venv/**',
+      '.state/**',
+      '.state-*/**',
+      'test/replay/histories/**',
+      'bench/results/**',
+      '**/*.js',
+      '**/*.mjs',
+    ],
+  },
   ...tseslint.configs.recommended,
   {
     rules: {
@@ -16,7 +27,18 @@ export default tseslint.config(
         'error',
         {
           patterns: [
-            { group: ['../activities/*', '../activities/**', '../workers/**', 'node:*', 'fs', 'child_process'], allowTypeImports: true, message: 'workflows import only workflow-safe code' },
+            {
+              group: [
+                '../activities/*',
+                '../activities/**',
+                '../workers/**',
+                'node:*',
+                'fs',
+                'child_process',
+              ],
+              allowTypeImports: true,
+              message: 'workflows import only workflow-safe code',
+            },
           ],
         },
       ],

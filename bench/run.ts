@@ -104,15 +104,31 @@ export interface BenchResult {
   profile: BenchProfile;
   machine: MachineInfo;
   load: { loadAvg1Start: number; loadAvg1End: number; cpuBusyShare: number };
-  stack: { startedByBench: boolean; stateDir: string; temporal: string; ray: string; rayNodes: number; rayCpus: number };
+  stack: {
+    startedByBench: boolean;
+    stateDir: string;
+    temporal: string;
+    ray: string;
+    rayNodes: number;
+    rayCpus: number;
+  };
   worker: { launch: string };
   notes: string[];
-  stepOverhead?: { pipeline: LatencySummary; bareActivity: LatencySummary; rawRay: LatencySummary; jobPerStep: LatencySummary };
+  stepOverhead?: {
+    pipeline: LatencySummary;
+    bareActivity: LatencySummary;
+    rawRay: LatencySummary;
+    jobPerStep: LatencySummary;
+  };
   fanout?: {
     noop: { pipeline: FanoutFigures; bareActivity: FanoutFigures; rawRay: FanoutFigures };
     sleep: { sleepS: number; pipeline: FanoutFigures; bareActivity: FanoutFigures; rawRay: FanoutFigures };
   };
-  memory?: { idle: MemoryReading; underFanout: MemoryReading; bareWorker: { idle: number; underFanout: number } };
+  memory?: {
+    idle: MemoryReading;
+    underFanout: MemoryReading;
+    bareWorker: { idle: number; underFanout: number };
+  };
   agentMemory?: Record<string, unknown>;
   autoscalerSim?: Record<string, unknown>;
   autoscaler?: Record<string, unknown>;
@@ -124,12 +140,19 @@ function parseArgs(argv: string[]): { profile: BenchProfile; outDir: string; wit
   const quick = argv.includes('--quick');
   const withAutoscaler = argv.includes('--autoscaler');
   const outIndex = argv.indexOf('--out');
-  const outDir = outIndex >= 0 && argv[outIndex + 1] ? path.resolve(argv[outIndex + 1]!) : path.join(REPO_ROOT, 'bench', 'results');
+  const outDir =
+    outIndex >= 0 && argv[outIndex + 1]
+      ? path.resolve(argv[outIndex + 1]!)
+      : path.join(REPO_ROOT, 'bench', 'results');
   const withValue = ['--out', '--fanout-steps'];
   const known = ['--quick', '--autoscaler', ...withValue];
-  const unknown = argv.filter((a, i) => a.startsWith('--') && !known.includes(a) && !withValue.includes(argv[i - 1] ?? ''));
+  const unknown = argv.filter(
+    (a, i) => a.startsWith('--') && !known.includes(a) && !withValue.includes(argv[i - 1] ?? ''),
+  );
   if (unknown.length > 0)
-    throw new Error(`unknown option ${unknown.join(' ')} (options: --quick, --autoscaler, --fanout-steps <n>, --out <dir>)`);
+    throw new Error(
+      `unknown option ${unknown.join(' ')} (options: --quick, --autoscaler, --fanout-steps <n>, --out <dir>)`,
+    );
   const profile = { ...PROFILES[quick ? 'quick' : 'full'] };
   const stepsIndex = argv.indexOf('--fanout-steps');
   if (stepsIndex >= 0) {
@@ -201,17 +224,24 @@ class Bench {
         readyLine: '"msg":"worker running"',
         timeoutMs: 180_000,
       }),
-      startChild(process.execPath, ['--require', require.resolve('tsx/cjs'), path.join(__dirname, 'bare', 'worker.ts')], {
-        cwd: REPO_ROOT,
-        env: { ...env, BENCH_BARE_BUNDLE: bareBundle },
-        logFile: path.join(config.logDir, 'bench-bare-worker.log'),
-        readyLine: 'ready',
-        timeoutMs: 180_000,
-      }),
+      startChild(
+        process.execPath,
+        ['--require', require.resolve('tsx/cjs'), path.join(__dirname, 'bare', 'worker.ts')],
+        {
+          cwd: REPO_ROOT,
+          env: { ...env, BENCH_BARE_BUNDLE: bareBundle },
+          logFile: path.join(config.logDir, 'bench-bare-worker.log'),
+          readyLine: 'ready',
+          timeoutMs: 180_000,
+        },
+      ),
     ]);
     log(`workers ready in ${((performance.now() - started) / 1000).toFixed(1)} s`);
     this.connection = await Connection.connect({ address: config.temporal.address });
-    this.client = new Client({ connection: this.connection, namespace: process.env.TEMPORAL_NAMESPACE ?? 'default' });
+    this.client = new Client({
+      connection: this.connection,
+      namespace: process.env.TEMPORAL_NAMESPACE ?? 'default',
+    });
   }
 
   async stopWorkers(): Promise<void> {
@@ -236,7 +266,8 @@ class Bench {
         /* not running */
       }
     }
-    for (const node of listLocalNodes(config)) targets.push({ name: `ray-node:${node.name}`, kind: 'group', pid: node.pid });
+    for (const node of listLocalNodes(config))
+      targets.push({ name: `ray-node:${node.name}`, kind: 'group', pid: node.pid });
     this.memoryTargets = targets;
   }
 
@@ -261,7 +292,10 @@ class Bench {
     });
     const result = (await this.whileAlive(this.pantheonWorker, execution).catch(async (err: unknown) => {
       // A pipeline left running would be picked up by the next worker on this stack.
-      await this.client.workflow.getHandle(workflowId).terminate('benchmark case failed').catch(() => undefined);
+      await this.client.workflow
+        .getHandle(workflowId)
+        .terminate('benchmark case failed')
+        .catch(() => undefined);
       throw err;
     })) as PipelineResult;
     if (result.status !== 'succeeded') throw new Error(`pipeline ${spec.name} ended ${result.status}`);
@@ -346,7 +380,8 @@ class Bench {
       120_000,
       JOB_POLL_MS,
     );
-    if (info.status !== 'SUCCEEDED') throw new Error(`Ray job ${submissionId} ${info.status}: ${info.message}`);
+    if (info.status !== 'SUCCEEDED')
+      throw new Error(`Ray job ${submissionId} ${info.status}: ${info.message}`);
   }
 
   // ---- cases ----------------------------------------------------------------------------------
@@ -358,7 +393,11 @@ class Bench {
       await this.onePipelineStep();
       await this.oneBareStep();
     }
-    this.result.memory = { idle: readMemory(this.memoryTargets), underFanout: {}, bareWorker: { idle: 0, underFanout: 0 } };
+    this.result.memory = {
+      idle: readMemory(this.memoryTargets),
+      underFanout: {},
+      bareWorker: { idle: 0, underFanout: 0 },
+    };
     const pipeline: number[] = [];
     const bare: number[] = [];
     for (let i = 0; i < overheadSamples; i++) {
@@ -375,7 +414,12 @@ class Bench {
     return summarize(samples);
   }
 
-  async rawRay(): Promise<{ latency: LatencySummary; fanout: FanoutFigures; sleepFanout: FanoutFigures; rayVersion: string }> {
+  async rawRay(): Promise<{
+    latency: LatencySummary;
+    fanout: FanoutFigures;
+    sleepFanout: FanoutFigures;
+    rayVersion: string;
+  }> {
     const p = this.profile;
     const out = await runToEnd(
       path.join(this.config.venvBin, 'python'),
@@ -404,10 +448,20 @@ class Bench {
       fanout: { makespansS: number[] };
       sleepFanout: { makespansS: number[] };
     };
-    const toFigures = (steps: number, makespansS: number[]) => fanoutFigures(steps, makespansS.map((s) => s * 1000));
+    const toFigures = (steps: number, makespansS: number[]) =>
+      fanoutFigures(
+        steps,
+        makespansS.map((s) => s * 1000),
+      );
     const latency = raw.latencyMs;
     return {
-      latency: { ...latency, p50: round(latency.p50, 2), p95: round(latency.p95, 2), p99: round(latency.p99, 2), mean: round(latency.mean, 2) },
+      latency: {
+        ...latency,
+        p50: round(latency.p50, 2),
+        p95: round(latency.p95, 2),
+        p99: round(latency.p99, 2),
+        mean: round(latency.mean, 2),
+      },
       fanout: toFigures(p.fanoutSteps, raw.fanout.makespansS),
       sleepFanout: toFigures(p.sleepFanoutSteps, raw.sleepFanout.makespansS),
       rayVersion: raw.rayVersion,
@@ -415,7 +469,10 @@ class Bench {
   }
 
   /** The pipeline fan-out and the bare fan-out, repeated and interleaved; the worker's memory is sampled meanwhile. */
-  async fanouts(sleepSeconds: number, steps: number): Promise<{ pipeline: FanoutFigures; bareActivity: FanoutFigures }> {
+  async fanouts(
+    sleepSeconds: number,
+    steps: number,
+  ): Promise<{ pipeline: FanoutFigures; bareActivity: FanoutFigures }> {
     await this.pipelineFanout(FANOUT_WARMUP_STEPS, sleepSeconds);
     await this.bareFanout(FANOUT_WARMUP_STEPS, sleepSeconds);
     const pipeline: number[] = [];
@@ -424,7 +481,10 @@ class Bench {
       const sampler = sleepSeconds === 0 ? new PeakMemorySampler(this.memoryTargets) : undefined;
       pipeline.push(await elapsed(() => this.pipelineFanout(steps, sleepSeconds)));
       const peaks = sampler?.stop();
-      const bareSampler = sleepSeconds === 0 ? new PeakMemorySampler(this.memoryTargets.filter((t) => t.name === 'bareWorker')) : undefined;
+      const bareSampler =
+        sleepSeconds === 0
+          ? new PeakMemorySampler(this.memoryTargets.filter((t) => t.name === 'bareWorker'))
+          : undefined;
       bare.push(await elapsed(() => this.bareFanout(steps, sleepSeconds)));
       const barePeak = bareSampler?.stop();
       if (peaks && this.result.memory) {
@@ -455,11 +515,15 @@ async function agentMemoryCase(config: StackConfig, profile: BenchProfile): Prom
 
 /** The autoscaling policy in simulation (bench/autoscaler-sim.ts prints one JSON document). */
 async function autoscalerSimCase(): Promise<Record<string, unknown>> {
-  const out = await runToEnd(process.execPath, ['--require', require.resolve('tsx/cjs'), path.join(__dirname, 'autoscaler-sim.ts')], {
-    cwd: REPO_ROOT,
-    env: process.env,
-    timeoutMs: 300_000,
-  });
+  const out = await runToEnd(
+    process.execPath,
+    ['--require', require.resolve('tsx/cjs'), path.join(__dirname, 'autoscaler-sim.ts')],
+    {
+      cwd: REPO_ROOT,
+      env: process.env,
+      timeoutMs: 300_000,
+    },
+  );
   return JSON.parse(out) as Record<string, unknown>;
 }
 
@@ -477,11 +541,12 @@ async function autoscalerCase(
   const file = path.join(__dirname, 'autoscaler.ts');
   if (!fs.existsSync(file)) return { notAvailable: 'bench/autoscaler.ts does not exist yet' };
   const mod = (await import(pathToFileURL(file).href)) as Record<string, unknown>;
-  const exported = (name: string) => mod[name] ?? (mod.default as Record<string, unknown> | undefined)?.[name];
+  const exported = (name: string) =>
+    mod[name] ?? (mod.default as Record<string, unknown> | undefined)?.[name];
   const run = (exported('runAutoscalerBench') ?? exported('runAutoscalerBenchmark')) as
-    | ((options: { stack: StackConfig; quick: boolean }) => Promise<Record<string, unknown>>)
-    | undefined;
-  if (typeof run !== 'function') return { notAvailable: 'bench/autoscaler.ts does not export runAutoscalerBench(options)' };
+    ((options: { stack: StackConfig; quick: boolean }) => Promise<Record<string, unknown>>) | undefined;
+  if (typeof run !== 'function')
+    return { notAvailable: 'bench/autoscaler.ts does not export runAutoscalerBench(options)' };
   return run({ stack: config, quick: profile.name === 'quick' });
 }
 
@@ -500,7 +565,9 @@ function summarizeResult(r: BenchResult): BenchResult['summary'] {
   const fanoutStepsPerS = f?.noop.pipeline.stepsPerS ?? null;
   const bareFanoutStepsPerS = f?.noop.bareActivity.stepsPerS ?? null;
   const workerRssMb = m?.underFanout.worker?.rssMb ?? null;
-  const stackIdle = m ? Object.entries(m.idle).filter(([n]) => !['worker', 'bridge', 'bareWorker'].includes(n)) : [];
+  const stackIdle = m
+    ? Object.entries(m.idle).filter(([n]) => !['worker', 'bridge', 'bareWorker'].includes(n))
+    : [];
   const summary: BenchResult['summary'] = {
     profile: r.profile.name,
     stepOverheadP50Ms,
@@ -519,13 +586,20 @@ function summarizeResult(r: BenchResult): BenchResult['summary'] {
     workerRssMb: workerRssMb === null ? null : round(workerRssMb, 0),
     workerIdleRssMb: m?.idle.worker ? round(m.idle.worker.rssMb, 0) : null,
     bridgeRssMb: m?.underFanout.bridge ? round(m.underFanout.bridge.rssMb, 0) : null,
-    stackIdleRssMb: stackIdle.length > 0 ? round(stackIdle.reduce((sum, [, v]) => sum + v.rssMb, 0), 0) : null,
+    stackIdleRssMb:
+      stackIdle.length > 0
+        ? round(
+            stackIdle.reduce((sum, [, v]) => sum + v.rssMb, 0),
+            0,
+          )
+        : null,
     autoscaleReactionS: num(r.autoscaler, 'autoscaleReactionS'),
     idleReclaimS: num(r.autoscaler, 'idleReclaimS'),
     // Measured on the live stack when that benchmark ran, simulated otherwise (autoscalerRatiosFrom says which).
     nodeSecondsRatio: num(r.autoscaler, 'nodeSecondsRatio') ?? num(r.autoscalerSim, 'nodeSecondsRatio'),
     makespanRatio: num(r.autoscaler, 'makespanRatio') ?? num(r.autoscalerSim, 'makespanRatio'),
-    autoscalerRatiosFrom: num(r.autoscaler, 'nodeSecondsRatio') !== null ? 'live' : r.autoscalerSim ? 'simulation' : null,
+    autoscalerRatiosFrom:
+      num(r.autoscaler, 'nodeSecondsRatio') !== null ? 'live' : r.autoscalerSim ? 'simulation' : null,
     recallP50Ms: num(r.agentMemory, 'recallP50Ms'),
     recallP99Ms: num(r.agentMemory, 'recallP99Ms'),
     memoryPoints: num(r.agentMemory, 'points'),
@@ -533,12 +607,19 @@ function summarizeResult(r: BenchResult): BenchResult['summary'] {
     errorCount: Object.keys(r.errors).length,
   };
   summary.goalStepOverheadMet =
-    stepOverheadP50Ms !== null && bareActivityP50Ms !== null ? stepOverheadP50Ms <= bareActivityP50Ms + 5 : null;
+    stepOverheadP50Ms !== null && bareActivityP50Ms !== null
+      ? stepOverheadP50Ms <= bareActivityP50Ms + 5
+      : null;
   summary.goalFanoutMet =
-    fanoutStepsPerS !== null && bareFanoutStepsPerS !== null ? fanoutStepsPerS >= 0.8 * bareFanoutStepsPerS : null;
+    fanoutStepsPerS !== null && bareFanoutStepsPerS !== null
+      ? fanoutStepsPerS >= 0.8 * bareFanoutStepsPerS
+      : null;
   summary.jobOverheadRatio =
-    stepOverheadP50Ms !== null && jobPerStepP50Ms !== null ? round(jobPerStepP50Ms / stepOverheadP50Ms, 1) : null;
-  summary.goalJobRatioMet = summary.jobOverheadRatio === null ? null : (summary.jobOverheadRatio as number) >= 50;
+    stepOverheadP50Ms !== null && jobPerStepP50Ms !== null
+      ? round(jobPerStepP50Ms / stepOverheadP50Ms, 1)
+      : null;
+  summary.goalJobRatioMet =
+    summary.jobOverheadRatio === null ? null : (summary.jobOverheadRatio as number) >= 50;
   summary.goalWorkerRssMet = workerRssMb === null ? null : workerRssMb <= 200;
   return summary;
 }
@@ -601,7 +682,9 @@ async function main(): Promise<void> {
       `Quick mode: fewer samples (${profile.overheadSamples} one-step runs, ${profile.jobSamples} jobs, ${profile.fanoutRepeats} fan-out repeat) and ${profile.memoryPoints} memory points instead of 10,000.`,
     );
 
-  log(`${profile.name} run on ${machine.cores} cores, ${machine.memoryGb} GB; stack ${startedStack ? 'starting' : 'already up'}`);
+  log(
+    `${profile.name} run on ${machine.cores} cores, ${machine.memoryGb} GB; stack ${startedStack ? 'starting' : 'already up'}`,
+  );
   const bench = new Bench(config, profile, result);
   let stopping = false;
   const cleanup = async () => {
@@ -658,13 +741,15 @@ async function main(): Promise<void> {
     const overhead = await attempt('step overhead (pipeline vs bare activity)', () => bench.stepOverhead());
     const jobs = await attempt('Ray job per step', () => bench.jobPerStep());
     const raw = await attempt('raw Ray (latency and fan-outs)', () => bench.rawRay());
-    const noop = await attempt(`fan-out of ${profile.fanoutSteps} no-op steps`, () => bench.fanouts(0, profile.fanoutSteps));
-    const sleep = await attempt(`fan-out of ${profile.sleepFanoutSteps} sleep(${profile.sleepSeconds}) steps`, () =>
-      bench.fanouts(profile.sleepSeconds, profile.sleepFanoutSteps),
+    const noop = await attempt(`fan-out of ${profile.fanoutSteps} no-op steps`, () =>
+      bench.fanouts(0, profile.fanoutSteps),
+    );
+    const sleep = await attempt(
+      `fan-out of ${profile.sleepFanoutSteps} sleep(${profile.sleepSeconds}) steps`,
+      () => bench.fanouts(profile.sleepSeconds, profile.sleepFanoutSteps),
     );
     if (raw) result.machine.ray = raw.rayVersion;
-    if (overhead && jobs && raw)
-      result.stepOverhead = { ...overhead, rawRay: raw.latency, jobPerStep: jobs };
+    if (overhead && jobs && raw) result.stepOverhead = { ...overhead, rawRay: raw.latency, jobPerStep: jobs };
     if (noop && sleep && raw)
       result.fanout = {
         noop: { ...noop, rawRay: raw.fanout },
@@ -673,7 +758,9 @@ async function main(): Promise<void> {
     if (result.memory) result.memory.bareWorker.idle = result.memory.idle.bareWorker?.rssMb ?? 0;
     await bench.stopWorkers();
 
-    result.agentMemory = await attempt(`agent memory (${profile.memoryPoints} points)`, () => agentMemoryCase(config, profile));
+    result.agentMemory = await attempt(`agent memory (${profile.memoryPoints} points)`, () =>
+      agentMemoryCase(config, profile),
+    );
     result.autoscalerSim = await attempt('autoscaler (simulated)', () => autoscalerSimCase());
     if (profile.name === 'full' || withAutoscaler) {
       const live = await attempt('autoscaler (live)', () => autoscalerCase(config, profile));

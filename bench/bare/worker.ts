@@ -13,8 +13,19 @@ import { BARE_ACTIVITY_QUEUE, BARE_WORKFLOW_QUEUE } from './workflows';
 async function main(): Promise<void> {
   const bundle = process.env.BENCH_BARE_BUNDLE;
   if (!bundle) throw new Error('BENCH_BARE_BUNDLE is not set');
-  Runtime.install({ logger: { log: () => undefined, trace: () => undefined, debug: () => undefined, info: () => undefined, warn: console.warn, error: console.error } });
-  const connection = await NativeConnection.connect({ address: process.env.TEMPORAL_ADDRESS ?? '127.0.0.1:7233' });
+  Runtime.install({
+    logger: {
+      log: () => undefined,
+      trace: () => undefined,
+      debug: () => undefined,
+      info: () => undefined,
+      warn: console.warn,
+      error: console.error,
+    },
+  });
+  const connection = await NativeConnection.connect({
+    address: process.env.TEMPORAL_ADDRESS ?? '127.0.0.1:7233',
+  });
   const namespace = process.env.TEMPORAL_NAMESPACE ?? 'default';
   const workers = [
     await Worker.create({
@@ -23,7 +34,12 @@ async function main(): Promise<void> {
       taskQueue: BARE_WORKFLOW_QUEUE,
       workflowBundle: { codePath: bundle },
     }),
-    await Worker.create({ connection, namespace, taskQueue: BARE_ACTIVITY_QUEUE, activities: bareActivities }),
+    await Worker.create({
+      connection,
+      namespace,
+      taskQueue: BARE_ACTIVITY_QUEUE,
+      activities: bareActivities,
+    }),
   ];
   const running = Promise.all(workers.map((w) => w.run()));
   process.stdout.write('ready\n');

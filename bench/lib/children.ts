@@ -80,7 +80,12 @@ export function runToEnd(
     child.once('exit', (code, signal) => {
       clearTimeout(timer);
       if (code === 0) resolve(Buffer.concat(stdout).toString('utf8'));
-      else reject(new Error(`${path.basename(command)} ${args[0] ?? ''} failed (code ${code}, signal ${signal}):\n${stderr.slice(-2_000)}`));
+      else
+        reject(
+          new Error(
+            `${path.basename(command)} ${args[0] ?? ''} failed (code ${code}, signal ${signal}):\n${stderr.slice(-2_000)}`,
+          ),
+        );
     });
   });
 }

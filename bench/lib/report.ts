@@ -8,12 +8,21 @@ const fmt = (x: number | null | undefined, digits = 1) =>
 const ratio = (a: number | null | undefined, b: number | null | undefined) =>
   a === null || a === undefined || b === null || b === undefined || b === 0 ? '—' : `${(a / b).toFixed(2)}×`;
 
-function latencyRow(label: string, s: LatencySummary | undefined, reference: number | undefined, digits = 1): string {
+function latencyRow(
+  label: string,
+  s: LatencySummary | undefined,
+  reference: number | undefined,
+  digits = 1,
+): string {
   if (!s) return `| ${label} | — | — | — | — | — |`;
   return `| ${label} | ${fmt(s.p50, digits)} | ${fmt(s.p95, digits)} | ${fmt(s.p99, digits)} | ${s.n} | ${ratio(s.p50, reference)} |`;
 }
 
-function fanoutRow(label: string, f: FanoutFigures | undefined, reference: FanoutFigures | undefined): string {
+function fanoutRow(
+  label: string,
+  f: FanoutFigures | undefined,
+  reference: FanoutFigures | undefined,
+): string {
   if (!f) return `| ${label} | — | — | — | — |`;
   return `| ${label} | ${f.steps} | ${fmt(f.makespanS, 2)} | ${fmt(f.stepsPerS)} | ${ratio(f.stepsPerS, reference?.stepsPerS)} |`;
 }
@@ -59,9 +68,21 @@ export function renderMarkdown(r: BenchResult): string {
     fanoutRow('Pantheon pipeline, no-op steps', f?.noop.pipeline, f?.noop.pipeline),
     fanoutRow('bare workflow, no-op activities', f?.noop.bareActivity, f?.noop.pipeline),
     fanoutRow('raw Ray, no-op tasks', f?.noop.rawRay, f?.noop.pipeline),
-    fanoutRow(`Pantheon pipeline, sleep(${f?.sleep.sleepS ?? r.profile.sleepSeconds}) steps`, f?.sleep.pipeline, f?.sleep.pipeline),
-    fanoutRow(`bare workflow, sleep(${f?.sleep.sleepS ?? r.profile.sleepSeconds}) activities`, f?.sleep.bareActivity, f?.sleep.pipeline),
-    fanoutRow(`raw Ray, sleep(${f?.sleep.sleepS ?? r.profile.sleepSeconds}) tasks`, f?.sleep.rawRay, f?.sleep.pipeline),
+    fanoutRow(
+      `Pantheon pipeline, sleep(${f?.sleep.sleepS ?? r.profile.sleepSeconds}) steps`,
+      f?.sleep.pipeline,
+      f?.sleep.pipeline,
+    ),
+    fanoutRow(
+      `bare workflow, sleep(${f?.sleep.sleepS ?? r.profile.sleepSeconds}) activities`,
+      f?.sleep.bareActivity,
+      f?.sleep.pipeline,
+    ),
+    fanoutRow(
+      `raw Ray, sleep(${f?.sleep.sleepS ?? r.profile.sleepSeconds}) tasks`,
+      f?.sleep.rawRay,
+      f?.sleep.pipeline,
+    ),
     '',
   );
 
@@ -84,7 +105,8 @@ export function renderMarkdown(r: BenchResult): string {
       '|---|---:|---:|---:|',
       ...names.map((n) => {
         const idle = mem.idle[n];
-        const busy = n === 'bareWorker' ? { rssMb: mem.bareWorker.underFanout, processes: 1 } : mem.underFanout[n];
+        const busy =
+          n === 'bareWorker' ? { rssMb: mem.bareWorker.underFanout, processes: 1 } : mem.underFanout[n];
         return `| ${label(n)} | ${fmt(idle?.rssMb, 0)} | ${fmt(busy?.rssMb, 0)} | ${idle?.processes ?? busy?.processes ?? '—'} |`;
       }),
       '',
@@ -109,7 +131,8 @@ export function renderMarkdown(r: BenchResult): string {
       `| autoscaler, live: reaction to a backlog (s) | ${fmt(s.autoscaleReactionS as number)} |`,
       `| autoscaler, live: idle node reclaimed after (s) | ${fmt(s.idleReclaimS as number)} |`,
     );
-  if (extras.length > 0) lines.push('## Memory and autoscaling', '', '| figure | value |', '|---|---:|', ...extras, '');
+  if (extras.length > 0)
+    lines.push('## Memory and autoscaling', '', '| figure | value |', '|---|---:|', ...extras, '');
 
   lines.push(
     '## Goals (issue 7)',
@@ -126,6 +149,7 @@ export function renderMarkdown(r: BenchResult): string {
     ...r.notes.map((n) => `- ${n}`),
   );
   const errors = Object.entries(r.errors);
-  if (errors.length > 0) lines.push('', '## Errors', '', ...errors.map(([k, v]) => `- ${k}: ${v.split('\n')[0]}`));
+  if (errors.length > 0)
+    lines.push('', '## Errors', '', ...errors.map(([k, v]) => `- ${k}: ${v.split('\n')[0]}`));
   return `${lines.join('\n')}\n`;
 }

@@ -33,7 +33,9 @@ function processGroupOf(pid: number): number | undefined {
 /** Summed RSS (MB) and member count of each of `groups` (process group ids), in one pass over /proc. */
 export function groupRssMb(groups: readonly number[]): Map<number, { rssMb: number; processes: number }> {
   const wanted = new Set(groups);
-  const found = new Map<number, { rssMb: number; processes: number }>(groups.map((g) => [g, { rssMb: 0, processes: 0 }]));
+  const found = new Map<number, { rssMb: number; processes: number }>(
+    groups.map((g) => [g, { rssMb: 0, processes: 0 }]),
+  );
   for (const entry of fs.readdirSync('/proc')) {
     if (!/^\d+$/.test(entry)) continue;
     const pid = Number(entry);
@@ -60,7 +62,9 @@ export function readMemory(targets: readonly MemoryTarget[]): MemoryReading {
   const reading: MemoryReading = {};
   for (const t of targets) {
     reading[t.name] =
-      t.kind === 'process' ? { rssMb: processRssMb(t.pid), processes: 1 } : (groups.get(t.pid) ?? { rssMb: 0, processes: 0 });
+      t.kind === 'process'
+        ? { rssMb: processRssMb(t.pid), processes: 1 }
+        : (groups.get(t.pid) ?? { rssMb: 0, processes: 0 });
   }
   return reading;
 }
