@@ -167,7 +167,15 @@ export async function autoscaler(rawInput: unknown = {}): Promise<AutoscalerSumm
       notes: {},
       error: null,
     };
-    lastTick = record;
+    try {
+      await runTick(record);
+    } finally {
+      // Only finished ticks are shown: a query during a tick sees the one before.
+      lastTick = record;
+    }
+  }
+
+  async function runTick(record: TickRecord): Promise<void> {
     let observation: ClusterObservation;
     try {
       observation = await observeCluster({ groups: input.groups ?? null });

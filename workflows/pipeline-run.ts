@@ -111,6 +111,7 @@ export class PipelineRun {
   output: unknown;
   /** Bumped on every change of step state: loops wait on it instead of polling. */
   version = 0;
+  private detailsPending = false;
   /** Root of every step's cancellation scope: cancelling it stops all running steps (failFast). */
   readonly stepsScope = new CancellationScope();
 
@@ -214,18 +215,18 @@ export class PipelineRun {
   async runStep(step: StepSpec, inputs: StepInputs): Promise<StepResult> {
     const result = this.declare(step.id, step.agent);
     if (FINAL_STEP_STATUSES.has(result.status)) return result;
-    return this.stepsScope.run(() => {
-      const scope = new CancellationScope();
-      this.stepScopes.set(step.id, scope);
-      return scope
-        .run(() =>
-          step.agent !== undefined ? this.runAgentStep(step, inputs) : this.runTaskStep(step, inputs),
-        )
-        .finally(() => {
-          this.stepScopes.delete(step.id);
-          this.changed();
-        });
-    });
+    // A child of stepsScope (cancelling that stops every step), made without entering stepsScope first:
+    // each promise a step creates costs the SDK a stack capture, and a pipeline creates thousands.
+    const scope = new CancellationScope({ cancellable: true, parent: this.stepsScope });
+    this.stepScopes.set(step.id, scope);
+    try {
+      return await scope.run(() =>
+        step.agent !== undefined ? this.runAgentStep(step, inputs) : this.runTaskStep(step, inputs),
+      );
+    } finally {
+      this.stepScopes.delete(step.id);
+      this.changed();
+    }
   }
 
   private async runTaskStep(step: StepSpec, inputs: StepInputs): Promise<StepResult> {
@@ -580,7 +581,14 @@ export class PipelineRun {
 
   private changed(): void {
     this.version++;
-    setCurrentDetails(this.details());
+    // The details are rendered once per burst of changes (a microtask later, still in the same workflow
+    // task), not on every change: rendering is O(steps), and a pipeline makes O(steps) changes at once.
+    if (this.detailsPending) return;
+    this.detailsPending = true;
+    void Promise.resolve().then(() => {
+      this.detailsPending = false;
+      setCurrentDetails(this.details());
+    });
   }
 
   /** Markdown for the Web UI's "current details": where the pipeline is, step by step. */

@@ -75,10 +75,10 @@ export async function pipeline(input: unknown): Promise<PipelineResult> {
 
   // Read from the run's results, which a step's success updates at once: a
   // separate map filled after `await` could lag behind a dependant's scheduling.
-  const outputs = (): Record<string, unknown> =>
-    Object.fromEntries(
-      steps.filter((s) => run.statusOf(s.id) === 'succeeded').map((s) => [s.id, run.results[s.id]!.output]),
-    );
+  // Only the steps asked for (a step's dependencies, which include every step its inputs reference):
+  // reading all of them for each of n steps would make scheduling O(n²).
+  const outputs = (ids: readonly string[]): Record<string, unknown> =>
+    Object.fromEntries(ids.filter((id) => run.statusOf(id) === 'succeeded').map((id) => [id, run.results[id]!.output]));
   const status = (): Record<string, StepStatus> =>
     Object.fromEntries(steps.map((s) => [s.id, run.statusOf(s.id) ?? 'pending']));
   let stopScheduling = false;
@@ -141,12 +141,16 @@ export async function pipeline(input: unknown): Promise<PipelineResult> {
 
   let running = 0;
   async function runStep(step: StepSpec): Promise<void> {
-    const available = outputs();
-    const inputs = {
-      args: resolveStepRefs(step.args, available) as unknown[],
-      kwargs: resolveStepRefs(step.kwargs, available) as Record<string, unknown>,
-    };
-    await run.runStep(step, inputs);
+    try {
+      const available = outputs(dependenciesOf(step));
+      const inputs = {
+        args: resolveStepRefs(step.args, available) as unknown[],
+        kwargs: resolveStepRefs(step.kwargs, available) as Record<string, unknown>,
+      };
+      await run.runStep(step, inputs);
+    } finally {
+      running--;
+    }
   }
 
   function schedule(): void {
@@ -161,11 +165,12 @@ export async function pipeline(input: unknown): Promise<PipelineResult> {
       for (const step of steps) if (run.statusOf(step.id) === 'pending') run.setStatus(step.id, 'skipped');
       return;
     }
-    for (const step of readySteps(steps, status())) {
+    // `current` is still right for this: a step skipped just above was blocked, so it was never ready.
+    for (const step of readySteps(steps, current)) {
       running++;
       // Not pending any more from here on, so the next schedule() does not start it twice.
       run.setStatus(step.id, 'queued');
-      void runStep(step).finally(() => running--);
+      void runStep(step);
     }
   }
 

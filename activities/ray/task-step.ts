@@ -224,8 +224,12 @@ export function createRayTaskActivities(bridge: RayBridge, config: RayTaskStepCo
       max_result_bytes: config.maxResultBytes,
       memory_guard: config.memoryGuard,
     };
+    // A first attempt almost always finds no task under its key: it submits at once, planned from an empty
+    // history, and reads the key only if the dispatcher answers that the key has moved on (one bridge round
+    // trip less per step). Running or pending work is attached to by the submit itself either way.
+    let optimistic = attempt === 1 && planAttempt(input.stepId, input.resources ?? {}, [], policy).ok;
     for (let conflicts = 0; ; conflicts++) {
-      const prior = await readState(key);
+      const prior = optimistic ? null : await readState(key);
       const tries = toTries(prior?.history ?? []);
       const plan = planAttempt(input.stepId, input.resources ?? {}, tries, policy);
       // A task still pending or running is attached to whatever the plan says; only a new generation uses it.
@@ -255,6 +259,12 @@ export function createRayTaskActivities(bridge: RayBridge, config: RayTaskStepCo
         'submit',
       );
       if ('conflict' in answer) {
+        if (optimistic) {
+          // Not a race with another attempt: this one had not read the key yet. Plan from its history now.
+          optimistic = false;
+          conflicts--;
+          continue;
+        }
         if (conflicts >= MAX_PLAN_CONFLICTS)
           throw ApplicationFailure.retryable(
             `step ${key} kept changing while this attempt planned`,

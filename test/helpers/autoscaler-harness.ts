@@ -7,6 +7,7 @@
  */
 import * as path from 'node:path';
 import type { WorkflowHandleWithFirstExecutionRunId as WorkflowHandle } from '@temporalio/client';
+import { z } from 'zod';
 import { listRayNodes, type RayNode } from '../../activities/ray/cluster-state';
 import { listLocalNodes, stopLocalNode } from '../../activities/scaling/local-ray-nodes';
 import { loadNodeGroups, loadStackConfig, REPO_ROOT } from '../../scripts/lib/stack-config';
@@ -37,9 +38,25 @@ export interface AutoscalerHarness {
   aliveNodes(group: string): Promise<RayNode[]>;
   /** Every Ray node (alive or dead) the group has had since the harness started. */
   nodesEverSeen(group: string): Promise<RayNode[]>;
+  /** When each of those nodes joined Ray (its `start_time_ms` in Ray's state API), by node id. */
+  nodeStartTimes(group: string): Promise<Map<string, number>>;
   /** Stops the autoscaler and the worker, then every local node of the fixture's groups. */
   close(): Promise<void>;
 }
+
+const nodeTimesSchema = z.object({
+  data: z.object({
+    result: z.object({
+      result: z.array(
+        z.object({
+          node_id: z.string(),
+          start_time_ms: z.number(),
+          labels: z.record(z.string(), z.string()).default({}),
+        }),
+      ),
+    }),
+  }),
+});
 
 export async function startAutoscalerHarness(
   fixture: string,
@@ -78,6 +95,15 @@ export async function startAutoscalerHarness(
     async nodesEverSeen(group) {
       return (await listRayNodes(dashboardUrl)).filter(
         (n) => !knownBefore.has(n.nodeId) && n.labels[NODE_GROUP_LABEL] === group,
+      );
+    },
+    async nodeStartTimes(group) {
+      const res = await fetch(`${dashboardUrl}/api/v0/nodes?limit=10000&detail=true`);
+      const body = nodeTimesSchema.parse(await res.json());
+      return new Map(
+        body.data.result.result
+          .filter((n) => !knownBefore.has(n.node_id) && n.labels[NODE_GROUP_LABEL] === group)
+          .map((n) => [n.node_id, n.start_time_ms]),
       );
     },
     async close() {
