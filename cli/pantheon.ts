@@ -5,6 +5,7 @@
  *   pantheon status <workflowId>
  *   pantheon list [--project p] [--pipeline name] [--status s]
  *   pantheon pipelines
+ *   pantheon memory search --project p [--query text] [--scope shared private --agent a]
  *
  * Talks to the Temporal server named by TEMPORAL_ADDRESS (default
  * 127.0.0.1:7233); a worker must be running for pipelines to make progress.
@@ -15,7 +16,9 @@ import { WorkflowFailedError, type Client, type WorkflowHandle } from '@temporal
 import { progressQuery } from '../workflows/pipeline-messages';
 import type { PipelineResult } from '../workflows/schemas/pipeline-spec';
 import { connectClient } from './client';
+import { MEMORY_SCOPES } from '../workflows/schemas/memory';
 import { duration, header, stepsTable, table, usageTable } from './format';
+import { searchMemory, type MemorySearchOptions } from './memory';
 import { PipelineProgressView } from './progress-view';
 import { listCodePipelines, planRun, UsageError, type RunOptions } from './targets';
 
@@ -25,6 +28,12 @@ function priorityOption(value: string): number {
   const n = Number(value);
   if (!Number.isInteger(n) || n < 1 || n > 5)
     throw new InvalidArgumentError('an integer from 1 (most urgent) to 5');
+  return n;
+}
+
+function positiveInteger(value: string): number {
+  const n = Number(value);
+  if (!Number.isInteger(n) || n < 1) throw new InvalidArgumentError('a positive integer');
   return n;
 }
 
@@ -204,6 +213,23 @@ export function buildProgram(): Command {
     .addOption(new Option('--status <status>').choices(['running', 'succeeded', 'failed', 'cancelled']))
     .addOption(new Option('--limit <n>', 'at most this many').default(20).argParser(positiveNumber))
     .action(async (options) => withClient((client) => list(client, options)));
+
+  const memory = program.command('memory').description('agent memory (Qdrant) of a project');
+  memory
+    .command('search')
+    .description('search a project’s memory: ranked by --query, newest first without one')
+    .requiredOption('--project <project>', 'the project whose memory to read')
+    .option('--query <text>', 'rank by similarity to this text')
+    .addOption(
+      new Option('--scope <scope...>', 'scopes to read (private needs --agent)').choices([...MEMORY_SCOPES]),
+    )
+    .option('--agent <agent>', 'only what this agent wrote; required for its private memory')
+    .option('--pipeline <name>', 'only what this pipeline wrote')
+    .addOption(new Option('--limit <n>', 'at most this many').default(20).argParser(positiveInteger))
+    .option('--json', 'print the memories as JSON')
+    .action(async (options: MemorySearchOptions) => {
+      process.exitCode = await searchMemory(options);
+    });
 
   program
     .command('pipelines')

@@ -16,10 +16,12 @@ import { RayBridge } from '../activities/ray/bridge-client';
 import { createRayJobActivities } from '../activities/ray/job-step';
 import { workflowClosedCheck } from '../activities/ray/workflow-liveness';
 import { listRayNodes } from '../activities/ray/cluster-state';
+import { memoryConfigFromEnv } from '../activities/memory/config';
+import { createMemoryActivities, lazyMemoryStore } from '../activities/memory/memory-activities';
 import { createAutoscalerActivities } from '../activities/scaling/activities';
 import { AutoscalerMetrics } from '../activities/scaling/metrics';
 import { createNodeProviders } from '../activities/scaling/providers';
-import { loadNodeGroups, loadStackConfig } from '../scripts/lib/stack-config';
+import { loadNodeGroups, loadStackConfig, memoryQdrantUrl } from '../scripts/lib/stack-config';
 import { PIPELINE_TASK_QUEUE, nodeGroupTaskQueue } from '../workflows/task-queues';
 import type { WorkerConfig } from './config';
 import { installSdkLogging } from './logger';
@@ -89,6 +91,10 @@ export async function createPantheonWorker(
     logger: logger.child({ component: 'node-provider' }),
   });
 
+  const memoryStore = lazyMemoryStore(() =>
+    memoryConfigFromEnv({ ...process.env, QDRANT_URL: memoryQdrantUrl(stack) }),
+  );
+
   const workflowSource: Partial<WorkerOptions> = options.workflowBundlePath
     ? { workflowBundle: { codePath: options.workflowBundlePath } }
     : { workflowsPath: require.resolve('../workflows') };
@@ -103,6 +109,7 @@ export async function createPantheonWorker(
         allowedTaskPackages: config.allowedTaskPackages,
       }),
       ...createPipelineControlActivities(client, logger.child({ component: 'pipeline-control' })),
+      ...createMemoryActivities(memoryStore),
       ...createAutoscalerActivities({
         workflowService: connection.workflowService,
         namespace: config.temporal.namespace,

@@ -4,6 +4,7 @@
  * Workflow-safe.
  */
 import { z } from 'zod';
+import type { AgentTaskMemory } from './agent-memory';
 
 export const AGENT_HOST_TASK = 'pantheon_tasks.agent_host:run_agent';
 
@@ -25,6 +26,7 @@ export function agentHostKwargs(
   agent: string,
   task: string,
   inputs: { args: unknown[]; kwargs: Record<string, unknown> },
+  memory?: AgentTaskMemory,
 ): Record<string, unknown> {
-  return { agent, task, args: inputs.args, kwargs: inputs.kwargs };
+  return { agent, task, args: inputs.args, kwargs: inputs.kwargs, ...(memory && { memory }) };
 }

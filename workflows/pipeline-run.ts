@@ -271,7 +271,7 @@ export class PipelineRun {
           stepId: step.id,
           agent,
         };
-        const agentInputs = await recallForAgentStep(memoryContext, inputs);
+        const memory = await recallForAgentStep(memoryContext, inputs);
         const group = this.groupFor(step.id, allocation);
         this.markQueued(step.id, activityId, allocation, agent.name);
         if (observed?.meanDurationMs != null)
@@ -281,7 +281,7 @@ export class PipelineRun {
           id: fallbackAgent === undefined ? step.id : `${step.id}~${fallbackAgent}`,
           task: AGENT_HOST_TASK,
           args: [],
-          kwargs: agentHostKwargs(agent.name, agent.task, agentInputs),
+          kwargs: agentHostKwargs(agent.name, agent.task, inputs, memory),
           dependsOn: [],
           resources: allocation.resources,
           retry: step.retry ?? agent.retry,
@@ -305,10 +305,11 @@ export class PipelineRun {
               `agent host returned an unexpected shape: ${host.error.issues[0]?.message}`,
               'AgentHostOutputInvalid',
             );
+          // Remembered before the step counts as done: a malformed `memories` fails the agent like bad output.
+          await retainAfterAgentStep(memoryContext, host.data.output, out.attempts);
           const result = this.succeed(step.id, activityId, { ...out, output: host.data.output });
           result.cpuSeconds = host.data.usage.cpuSeconds;
           result.peakMemoryMb = host.data.usage.peakMemoryMb;
-          await retainAfterAgentStep(memoryContext, host.data.output);
           await this.report(agent, step.id, result);
           return result;
         } catch (err) {

@@ -78,7 +78,9 @@ export async function pipeline(input: unknown): Promise<PipelineResult> {
   // Only the steps asked for (a step's dependencies, which include every step its inputs reference):
   // reading all of them for each of n steps would make scheduling O(n²).
   const outputs = (ids: readonly string[]): Record<string, unknown> =>
-    Object.fromEntries(ids.filter((id) => run.statusOf(id) === 'succeeded').map((id) => [id, run.results[id]!.output]));
+    Object.fromEntries(
+      ids.filter((id) => run.statusOf(id) === 'succeeded').map((id) => [id, run.results[id]!.output]),
+    );
   const status = (): Record<string, StepStatus> =>
     Object.fromEntries(steps.map((s) => [s.id, run.statusOf(s.id) ?? 'pending']));
   let stopScheduling = false;

@@ -7,7 +7,7 @@ import type {
   RetainMemoryInput,
   RetainMemoryResult,
 } from '../../workflows/schemas/memory';
-import { memoryConfigFromEnv } from './config';
+import { memoryConfigFromEnv, type MemoryConfig } from './config';
 import { MemoryConfigError, MemoryInputError } from './errors';
 import { openMemoryStore, type MemoryStore } from './store';
 
@@ -53,19 +53,23 @@ export function createMemoryActivities(getStore: () => Promise<MemoryStore>): Me
   };
 }
 
-let defaultStore: Promise<MemoryStore> | undefined;
-
 /**
- * The worker's store, configured from the environment and opened on first
- * use. A failed open is forgotten so that the next activity attempt retries it.
+ * A store opened on first use from `config`; a failed open is forgotten so
+ * that the next activity attempt retries it.
  */
-export function defaultMemoryStore(): Promise<MemoryStore> {
-  if (defaultStore === undefined) {
-    const opening = openMemoryStore(memoryConfigFromEnv());
-    defaultStore = opening;
-    opening.catch(() => {
-      if (defaultStore === opening) defaultStore = undefined;
-    });
-  }
-  return defaultStore;
+export function lazyMemoryStore(config: () => MemoryConfig): () => Promise<MemoryStore> {
+  let store: Promise<MemoryStore> | undefined;
+  return () => {
+    if (store === undefined) {
+      const opening = openMemoryStore(config());
+      store = opening;
+      opening.catch(() => {
+        if (store === opening) store = undefined;
+      });
+    }
+    return store;
+  };
 }
+
+/** The store configured from the environment (QDRANT_URL, QDRANT_API_KEY, PANTHEON_MEMORY_*). */
+export const defaultMemoryStore = lazyMemoryStore(() => memoryConfigFromEnv());

@@ -21,6 +21,7 @@ import threading
 import time
 from typing import Any, Optional
 
+from pantheon_runtime.memory import ScopedMemory
 from pantheon_runtime.task_refs import resolve_task
 
 ALLOWED_PACKAGES_ENV = "PANTHEON_ALLOWED_TASK_PACKAGES"
@@ -74,9 +75,47 @@ class _RssSampler:
         self.peak_kb = max(self.peak_kb, _status_kb("VmRSS") or 0)
 
 
-def run_agent(agent: str, task: str, args: list, kwargs: dict) -> dict:
-    """Runs `task(*args, **kwargs)` for `agent`; returns its output and usage."""
+def _accepts(function: Any, name: str) -> bool:
+    try:
+        parameters = inspect.signature(function).parameters
+    except (TypeError, ValueError):
+        return False
+    return name in parameters and parameters[name].kind in (
+        inspect.Parameter.POSITIONAL_OR_KEYWORD,
+        inspect.Parameter.KEYWORD_ONLY,
+    )
+
+
+def _with_memory(function: Any, kwargs: dict, memory: Optional[dict]) -> dict:
+    """Adds what the task asked for by name: `memories` (recalled before the
+    step) and `memory` (a read handle scoped to this agent of this project).
+    A task that names neither runs as if the agent kept no memory."""
+    if memory is None:
+        return kwargs
+    kwargs = dict(kwargs)
+    if _accepts(function, "memories"):
+        kwargs["memories"] = memory.get("recalled", [])
+    if _accepts(function, "memory"):
+        kwargs["memory"] = ScopedMemory.from_context(memory)
+    return kwargs
+
+
+def run_agent(agent: str, task: str, args: list, kwargs: dict, memory: Optional[dict] = None) -> dict:
+    """Runs `task(*args, **kwargs)` for `agent`; returns its output and usage.
+
+    `memory` is the step's memory context from the orchestrator
+    (`{project, agent, scopes, recalled}`), absent when the agent keeps none."""
     function = resolve_task(task, allowed_packages())
+    kwargs = _with_memory(function, kwargs, memory)
+    try:
+        return _run_measured(agent, function, args, kwargs)
+    finally:
+        handle = kwargs.get("memory")
+        if isinstance(handle, ScopedMemory):
+            handle.close()
+
+
+def _run_measured(agent: str, function: Any, args: list, kwargs: dict) -> dict:
     counter_reset = _reset_peak_rss()
     cpu_start = time.process_time()
     wall_start = time.monotonic()

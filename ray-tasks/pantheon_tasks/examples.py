@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import time
-from typing import Any
+from typing import Any, Optional
 
 # A tiny offline corpus the gatherer "searches": (title, text).
 CORPUS = [
@@ -54,8 +54,12 @@ def gather_sources(topic: str, limit: int = 6, think_seconds: float = 0.2) -> li
     return scored[:limit]
 
 
-def analyze(sources: list[dict], lens: str, think_seconds: float = 0.3) -> dict:
-    """Reads the sources through one lens (market, risk or technology): findings and a score."""
+def analyze(sources: list[dict], lens: str, think_seconds: float = 0.3, memories: Optional[list] = None) -> dict:
+    """Reads the sources through one lens (market, risk or technology): findings and a score.
+
+    Memory: it is given what it (privately) and the project (shared) remember
+    that is closest to these sources, reports it as `recalled`, and keeps its
+    findings in its private memory for later runs."""
     if lens not in LENSES:
         raise ValueError(f"unknown lens {lens!r}; one of {sorted(LENSES)}")
     _think(think_seconds)
@@ -65,21 +69,47 @@ def analyze(sources: list[dict], lens: str, think_seconds: float = 0.3) -> dict:
         hits = sorted(keywords & set(_words(source["text"])))
         if hits:
             findings.append({"source": source["id"], "title": source["title"], "signals": hits})
-    return {"lens": lens, "findings": findings, "score": sum(len(f["signals"]) for f in findings)}
+    return {
+        "lens": lens,
+        "findings": findings,
+        "score": sum(len(f["signals"]) for f in findings),
+        "recalled": [m["text"] for m in memories or []],
+        "memories": [
+            {"text": f"{lens} lens on {f['title']}: {', '.join(f['signals'])}", "scope": "private"}
+            for f in findings[:3]
+        ],
+    }
 
 
 def review(analyses: dict, think_seconds: float = 0.2) -> dict:
-    """Checks the analysts' work: keeps lenses with findings, notes the ones without."""
+    """Checks the analysts' work: keeps lenses with findings, notes the ones without.
+    The ranking goes to the project's shared memory."""
     _think(think_seconds)
     kept = {lens: a for lens, a in analyses.items() if a["findings"]}
     notes = [f"{lens}: no findings, left out" for lens, a in analyses.items() if not a["findings"]]
     ranked = sorted(kept.values(), key=lambda a: -a["score"])
-    return {"approved": bool(kept), "lensesByWeight": [a["lens"] for a in ranked], "analyses": kept, "notes": notes}
+    titles = sorted({f["title"] for a in kept.values() for f in a["findings"]})
+    remembered = (
+        [{"text": f"review ranked {' > '.join(a['lens'] for a in ranked)} for {'; '.join(titles)}", "scope": "shared"}]
+        if ranked
+        else []
+    )
+    return {
+        "approved": bool(kept),
+        "lensesByWeight": [a["lens"] for a in ranked],
+        "analyses": kept,
+        "notes": notes,
+        "memories": remembered,
+    }
 
 
-def write_report(topic: str, reviewed: dict, think_seconds: float = 0.2) -> dict:
-    """Writes the reviewed findings up as a short Markdown report."""
+def write_report(topic: str, reviewed: dict, think_seconds: float = 0.2, memory: Any = None) -> dict:
+    """Writes the reviewed findings up as a short Markdown report.
+
+    Memory: reads its own earlier reports on the topic through its scoped
+    handle while it writes, and keeps a line about this one."""
     _think(think_seconds)
+    earlier = [hit.text for hit in memory.recall(f"report on {topic}", top_k=3)] if memory is not None else []
     lines = [f"# {topic}", ""]
     for lens in reviewed["lensesByWeight"]:
         analysis = reviewed["analyses"][lens]
@@ -89,8 +119,16 @@ def write_report(topic: str, reviewed: dict, think_seconds: float = 0.2) -> dict
         lines.append("")
     for note in reviewed["notes"]:
         lines.append(f"> {note}")
+    if earlier:
+        lines += ["", "## Earlier reports"] + [f"- {text}" for text in earlier]
     markdown = "\n".join(lines).rstrip() + "\n"
-    return {"markdown": markdown, "words": len(markdown.split())}
+    lenses = ", ".join(reviewed["lensesByWeight"]) or "no lens"
+    return {
+        "markdown": markdown,
+        "words": len(markdown.split()),
+        "earlier": earlier,
+        "memories": [f"report on {topic}: {lenses}"],
+    }
 
 
 def classify_strict(ticket: str, categories: list[str]) -> dict:

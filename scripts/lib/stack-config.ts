@@ -68,6 +68,11 @@ export function loadNodeGroups(file: string): NodeGroupsConfig {
 }
 
 /** The environment every Ray process of the local stack gets. */
+/** The Qdrant agent memory lives in: QDRANT_URL when set (a real Qdrant), else the stack's own. */
+export function memoryQdrantUrl(config: StackConfig): string {
+  return process.env.QDRANT_URL || config.qdrant.url;
+}
+
 export function rayProcessEnv(config: StackConfig): NodeJS.ProcessEnv {
   return {
     ...process.env,
@@ -75,5 +80,7 @@ export function rayProcessEnv(config: StackConfig): NodeJS.ProcessEnv {
     RAY_USAGE_STATS_ENABLED: '0',
     // Temporal owns step retries; Ray must not retry OOM-killed tasks underneath it.
     RAY_task_oom_retries: '0',
+    // Agent tasks read memory (ray-tasks/pantheon_runtime/memory.py) where the worker writes it.
+    QDRANT_URL: memoryQdrantUrl(config),
   };
 }

@@ -2,15 +2,11 @@
  * The `pantheon` CLI as a user runs it (a child process through its bin entry),
  * against the real stack, with this test's in-process worker doing the work.
  */
-import { execFile } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { promisify } from 'node:util';
+import { runPantheon, type CliRun } from '../helpers/pantheon-cli';
 import { startTestEnv, uniqueId, waitUntil, type TestEnv } from '../helpers/test-env';
-
-const run = promisify(execFile);
-const BIN = path.resolve(__dirname, '..', '..', 'cli', 'bin.js');
 
 let env: TestEnv;
 beforeAll(async () => {
@@ -20,18 +16,8 @@ afterAll(async () => {
   await env?.close();
 });
 
-async function pantheon(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  try {
-    const { stdout, stderr } = await run(process.execPath, [BIN, ...args], {
-      env: { ...process.env, TEMPORAL_ADDRESS: env.config.temporal.address },
-      timeout: 240_000,
-      maxBuffer: 16 * 1024 * 1024,
-    });
-    return { code: 0, stdout, stderr };
-  } catch (err) {
-    const e = err as { code?: number; stdout?: string; stderr?: string };
-    return { code: e.code ?? -1, stdout: e.stdout ?? '', stderr: e.stderr ?? '' };
-  }
+function pantheon(args: string[]): Promise<CliRun> {
+  return runPantheon(args, { TEMPORAL_ADDRESS: env.config.temporal.address });
 }
 
 function writeSpec(spec: unknown): string {
