@@ -51,6 +51,8 @@ const workerEnvSchema = z.object({
     .max(1_500_000)
     .default(256 * 1024),
   PANTHEON_STATUS_POLL_MS: z.coerce.number().int().min(100).default(1_000),
+  /** A step attempt still running after this long tells its pipeline it started (workers/step-start-notifier.ts). */
+  PANTHEON_START_SIGNAL_DELAY_MS: z.coerce.number().int().min(0).default(500),
   PANTHEON_CANCEL_GRACE_MS: z.coerce.number().int().min(0).default(2_000),
   /** How a step is held to its memory request on its node (ray-tasks/pantheon_runtime/memory_guard.py). */
   PANTHEON_MEMORY_GUARD: z.enum(['auto', 'cgroup', 'rlimit', 'off']).default('auto'),
@@ -121,6 +123,7 @@ export function loadWorkerConfig(env: NodeJS.ProcessEnv = process.env) {
     allowedTaskPackages: e.PANTHEON_ALLOWED_TASK_PACKAGES,
     maxResultBytes: e.PANTHEON_MAX_RESULT_BYTES,
     statusPollMs: e.PANTHEON_STATUS_POLL_MS,
+    startSignalDelayMs: e.PANTHEON_START_SIGNAL_DELAY_MS,
     cancelGraceMs: e.PANTHEON_CANCEL_GRACE_MS,
     memoryGuard: e.PANTHEON_MEMORY_GUARD,
     maxStepMemoryMb: e.PANTHEON_MAX_STEP_MEMORY_MB,

@@ -418,14 +418,19 @@ export class PipelineRun {
     const finishedAtMs = Date.now();
     const rayQueueMs = out.queuedMs ?? 0;
     const runningMs = out.runningMs ?? 0;
-    // The start signal is best effort; without it the start is estimated from Ray's own timings.
+    const { status: _status, queuedMs: _rayQueued, startedAtMs, scheduledAtMs, ...reported } = out;
+    // A step over before its start signal was due reports its own start; a first attempt also the
+    // server's scheduling time. Without either (the signal lost), the start is estimated from Ray's timings.
+    if (result.startedAtMs === undefined && startedAtMs !== undefined) {
+      if (scheduledAtMs !== undefined) result.scheduledAtMs = scheduledAtMs;
+      result.startedAtMs = startedAtMs;
+    }
     result.startedAtMs ??= Math.max(
       result.scheduledAtMs ?? finishedAtMs,
       finishedAtMs - rayQueueMs - runningMs,
     );
     const temporalQueueMs = Math.max(0, result.startedAtMs - (result.scheduledAtMs ?? result.startedAtMs));
     this.rayQueueMs[stepId] = rayQueueMs;
-    const { status: _status, queuedMs: _rayQueued, ...reported } = out;
     Object.assign(result, reported, {
       status: 'succeeded',
       output: out.output,

@@ -124,5 +124,8 @@ export async function executeStep(
     runningMs: out.runningMs,
     ...(out.memoryMb !== null && { memoryMb: out.memoryMb }),
     tries: out.tries,
+    // Histories recorded before the activity reported these lack them.
+    ...(out.startedAtMs !== undefined && { startedAtMs: out.startedAtMs }),
+    ...(out.attempt === 1 && out.scheduledAtMs !== undefined && { scheduledAtMs: out.scheduledAtMs }),
   };
 }

@@ -48,6 +48,10 @@ export interface RayStepOutput {
   memoryMb: number | null;
   /** Every finished generation of the step's task, the successful one last. */
   tries: PriorTry[];
+  /** When this attempt started on the worker (epoch ms): a short step's start, which no start signal reports. */
+  startedAtMs: number;
+  /** When the server scheduled this attempt (epoch ms). */
+  scheduledAtMs: number;
 }
 
 const MB = 1024 * 1024;
@@ -284,6 +288,7 @@ export function createRayTaskActivities(bridge: RayBridge, config: RayTaskStepCo
 
   async function runRayTask(input: RayTaskStepInput): Promise<RayStepOutput> {
     const ctx = Context.current();
+    const startedAtMs = Date.now();
     const { workflowExecution, attempt, taskQueue } = ctx.info;
     if (!workflowExecution)
       throw ApplicationFailure.nonRetryable('a pipeline step runs inside a workflow', 'NoWorkflow');
@@ -295,8 +300,8 @@ export function createRayTaskActivities(bridge: RayBridge, config: RayTaskStepCo
     const policy = policyConfigFor(config, taskQueue);
 
     // Submitting can take seconds (a bridge that restarts, a busy cluster): heartbeat meanwhile,
-    // or the heartbeat timeout would end an attempt that is making progress.
-    ctx.heartbeat({ key, state: 'submitting' });
+    // or the heartbeat timeout would end an attempt that is making progress. Not at once, though:
+    // a heartbeat is a write on the server, and most steps are over before the first interval.
     const keepalive = setInterval(() => ctx.heartbeat({ key, state: 'submitting' }), config.statusPollMs);
     let submitted: RayStepState;
     try {
@@ -305,7 +310,6 @@ export function createRayTaskActivities(bridge: RayBridge, config: RayTaskStepCo
       clearInterval(keepalive);
     }
     const generation = submitted.generation;
-    ctx.heartbeat(submitted);
 
     const poll = setInterval(() => {
       readState(key)
@@ -369,6 +373,8 @@ export function createRayTaskActivities(bridge: RayBridge, config: RayTaskStepCo
         attached: submitted.attached ?? false,
         memoryMb: bytesToMb(outcome.memoryBytes),
         tries,
+        startedAtMs,
+        scheduledAtMs: Math.round(ctx.info.currentAttemptScheduledTimestampMs),
       };
     }
     const { error } = outcome;

@@ -95,6 +95,55 @@ describe('pipeline workflow on the real stack', () => {
     expect(String((err as WorkflowFailedError).cause?.message)).toMatch(/steps\[0\]\.resources\.cpus/);
   });
 
+  test('only a step still running after the signal delay signals its start; every step knows when it started', async () => {
+    const handle = await env.startPipeline({
+      name: 'start-times',
+      project: 'acme',
+      steps: [
+        { id: 'quick', task: ECHO, args: ['q'] },
+        { id: 'slow', task: SLEEP, args: [2, 's'] },
+      ],
+    });
+    const result = await handle.result();
+    expect(result.status).toBe('succeeded');
+    for (const step of [result.steps.quick!, result.steps.slow!]) {
+      expect(step.startedAtMs).toBeGreaterThanOrEqual(step.scheduledAtMs!);
+      expect(step.finishedAtMs).toBeGreaterThanOrEqual(step.startedAtMs!);
+    }
+    // The sleep ran for two seconds after it started, as its start time says.
+    expect(result.steps.slow!.finishedAtMs! - result.steps.slow!.startedAtMs!).toBeGreaterThanOrEqual(2_000);
+    // The rule, read from the history: an attempt signals its start only if it ran past the delay (500 ms).
+    const events = (await handle.fetchHistory()).events ?? [];
+    const eventMs = (e: (typeof events)[number]) =>
+      Number(e.eventTime!.seconds) * 1000 + Math.round((e.eventTime!.nanos ?? 0) / 1e6);
+    const signalled = events
+      .filter((e) => e.workflowExecutionSignaledEventAttributes?.signalName === 'stepAttemptStarted')
+      .map((e) => {
+        const payload = e.workflowExecutionSignaledEventAttributes!.input!.payloads![0]!;
+        return (JSON.parse(Buffer.from(payload.data!).toString()) as { activityId: string }).activityId;
+      });
+    expect(signalled.filter((id) => id === 'step:slow')).toHaveLength(1);
+    const started = new Map(
+      events
+        .filter((e) => e.activityTaskStartedEventAttributes)
+        .map((e) => [String(e.activityTaskStartedEventAttributes!.scheduledEventId), eventMs(e)]),
+    );
+    const scheduledIds = new Map(
+      events
+        .filter((e) => e.activityTaskScheduledEventAttributes)
+        .map((e) => [e.activityTaskScheduledEventAttributes!.activityId!, String(e.eventId)]),
+    );
+    const quickCompleted = events.find(
+      (e) =>
+        String(e.activityTaskCompletedEventAttributes?.scheduledEventId) === scheduledIds.get('step:quick'),
+    )!;
+    const quickRanMs = eventMs(quickCompleted) - started.get(scheduledIds.get('step:quick')!)!;
+    // (The server's view of a run is a little longer than the worker's, so past 500 ms it may go either way.)
+    expect(signalled.filter((id) => id === 'step:quick').length).toBeLessThanOrEqual(
+      quickRanMs < 500 ? 0 : 1,
+    );
+  });
+
   test('a task outside the allowed packages is refused before it reaches Ray', async () => {
     const handle = await env.startPipeline({
       name: 'evil',
