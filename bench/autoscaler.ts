@@ -11,7 +11,7 @@
  *   own idle clock (GCS `idle_duration_ms`) gives when it became idle, the GCS
  *   node list when it left.
  * - nodeSecondsRatio, makespanRatio: a bursty load — two bursts of nine 8 s
- *   steps, 150 s apart (90 s with --quick), quiet in between — on the
+ *   steps, 90 s apart, quiet in between — on the
  *   autoscaled group starting empty, against a static cluster of the maximum
  *   size. Autoscaled node-seconds count every node process alive from the
  *   load's start until the group is empty again (start-up, idle tail and drain
@@ -228,7 +228,8 @@ export async function runAutoscalerBench(
     }
 
     // 2. The bursty load, autoscaled from an empty group.
-    const gapS = quick ? 90 : 150;
+    // Long enough for the first burst's nodes to pass their idle timeout and be reclaimed.
+    const gapS = 90;
     const load = bursts([0, gapS]);
     await waitEmpty();
     log(`bursty load, autoscaled: ${load.length} steps`);

@@ -54,7 +54,7 @@ const PROFILES: Record<'full' | 'quick', BenchProfile> = {
   full: {
     name: 'full',
     overheadWarmup: 10,
-    overheadSamples: 200,
+    overheadSamples: 100,
     jobWarmup: 2,
     jobSamples: 10,
     rayWarmup: 20,
@@ -62,7 +62,7 @@ const PROFILES: Record<'full' | 'quick', BenchProfile> = {
     fanoutSteps: 1000,
     sleepFanoutSteps: 100,
     sleepSeconds: 0.1,
-    fanoutRepeats: 3,
+    fanoutRepeats: 2,
     memoryPoints: 10_000,
   },
   quick: {

@@ -7,6 +7,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 log() { printf '[bootstrap] %s\n' "$*" >&2; }
+installed=0
 hash_of() { sha256sum "$@" | sha256sum | cut -c1-16; }
 
 node_key=$(hash_of package-lock.json)
@@ -14,6 +15,7 @@ if [ "$(cat node_modules/.pantheon-installed 2>/dev/null)" != "$node_key" ]; the
   log "installing node modules (npm ci)"
   npm ci --no-audit --no-fund --loglevel=error
   echo "$node_key" > node_modules/.pantheon-installed
+  installed=1
 fi
 
 py_key=$(hash_of requirements.txt)
@@ -25,4 +27,6 @@ if [ "$(cat .venv/.pantheon-installed 2>/dev/null)" != "$py_key" ]; then
   log "installing Python requirements into .venv (pip)"
   .venv/bin/pip install --disable-pip-version-check -q -r requirements.txt
   echo "$py_key" > .venv/.pantheon-installed
+  installed=1
 fi
+[ "$installed" -eq 0 ] || log "installed in ${SECONDS} s"

@@ -72,10 +72,12 @@ async function main(): Promise<void> {
       staticSummary: `example pipeline ${spec.name}`,
     });
     const result = (await handle.result()) as PipelineResult;
-    for (const [id, step] of Object.entries(result.steps))
+    for (const [id, step] of Object.entries(result.steps)) {
+      const output = JSON.stringify(step.output) ?? '';
       say(
-        `  ${id.padEnd(10)} ${step.status.padEnd(10)} attempts=${step.attempts} node=${step.node?.slice(0, 8)} output=${JSON.stringify(step.output)}`,
+        `  ${id.padEnd(10)} ${step.status.padEnd(10)} ${(step.agent ?? 'task').padEnd(8)} attempts=${step.attempts} node=${step.node?.slice(0, 8)} output=${output.length > 100 ? `${output.slice(0, 99)}…` : output}`,
       );
+    }
     ok = true;
     say(`Pipeline finished. Web UI: ${webUi}`);
   } finally {

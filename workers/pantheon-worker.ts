@@ -158,7 +158,11 @@ export async function createPantheonWorker(
         namespace: config.temporal.namespace,
         taskQueue: nodeGroupTaskQueue(group.name),
         activities: { ...rayActivities, ...rayJobActivities },
-        interceptors: { activity: [stepStartNotifier(client, logger.child({ component: 'step-start' }), config.startSignalDelayMs)] },
+        interceptors: {
+          activity: [
+            stepStartNotifier(client, logger.child({ component: 'step-start' }), config.startSignalDelayMs),
+          ],
+        },
         // Cancellation reaches a step through its heartbeat: flush them often.
         maxHeartbeatThrottleInterval: '1s',
         tuner: {
