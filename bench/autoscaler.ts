@@ -11,7 +11,7 @@
  *   own idle clock (GCS `idle_duration_ms`) gives when it became idle, the GCS
  *   node list when it left.
  * - nodeSecondsRatio, makespanRatio: a bursty load — two bursts of nine 8 s
- *   steps, 90 s apart, quiet in between — on the
+ *   steps, 150 s apart (90 s with --quick), quiet in between — on the
  *   autoscaled group starting empty, against a static cluster of the maximum
  *   size. Autoscaled node-seconds count every node process alive from the
  *   load's start until the group is empty again (start-up, idle tail and drain
@@ -200,7 +200,7 @@ export async function runAutoscalerBench(
     const autoscaler = await startAutoscaler(settings);
     const reactions: number[] = [];
     const reclaims: number[] = [];
-    for (let i = 0; i < (quick ? 1 : 3); i++) {
+    for (let i = 0; i < (quick ? 1 : 2); i++) {
       await waitEmpty();
       const marker = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'pantheon-bench-')), 'ran');
       const before = new Set((await groupNodes()).map((n) => n.nodeId));
@@ -228,8 +228,7 @@ export async function runAutoscalerBench(
     }
 
     // 2. The bursty load, autoscaled from an empty group.
-    // Long enough for the first burst's nodes to pass their idle timeout and be reclaimed.
-    const gapS = 90;
+    const gapS = quick ? 90 : 150;
     const load = bursts([0, gapS]);
     await waitEmpty();
     log(`bursty load, autoscaled: ${load.length} steps`);
