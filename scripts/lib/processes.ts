@@ -41,7 +41,8 @@ export function isAlive(pid: number): boolean {
   }
 }
 
-function groupAlive(pgid: number): boolean {
+/** Whether any process of the group `pgid` is still alive. */
+export function groupAlive(pgid: number): boolean {
   try {
     process.kill(-pgid, 0);
     return true;

@@ -6,6 +6,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import * as path from 'node:path';
 import { REPO_ROOT } from '../../scripts/lib/stack-config';
+import { groupAlive, stopGroup, waitFor } from '../../scripts/lib/processes';
 
 export interface WorkerProcess {
   readonly pid: number;
@@ -19,24 +20,6 @@ export interface WorkerProcess {
 
 const READY_MESSAGE = '"msg":"worker running"';
 const KEEP_LINES = 200;
-
-function groupAlive(pgid: number): boolean {
-  try {
-    process.kill(-pgid, 0);
-    return true;
-  } catch {
-    return false;
-  }
-}
-
-async function waitGroupGone(pgid: number, timeoutMs: number): Promise<boolean> {
-  const deadline = Date.now() + timeoutMs;
-  while (groupAlive(pgid)) {
-    if (Date.now() > deadline) return false;
-    await new Promise((resolve) => setTimeout(resolve, 50));
-  }
-  return true;
-}
 
 /** Starts a worker process and resolves once it polls Temporal (its "worker running" log line). */
 export async function startWorkerProcess(
@@ -100,16 +83,14 @@ export async function startWorkerProcess(
     async kill9() {
       if (groupAlive(pid)) process.kill(-pid, 'SIGKILL');
       await exited;
-      if (!(await waitGroupGone(pid, 10_000))) throw new Error(`process group ${pid} survived SIGKILL`);
+      await waitFor(
+        `process group ${pid} to die after SIGKILL`,
+        () => (groupAlive(pid) ? undefined : true),
+        10_000,
+        50,
+      );
     },
-    async stop(graceMs = 30_000) {
-      if (!groupAlive(pid)) return;
-      process.kill(-pid, 'SIGTERM');
-      if (!(await waitGroupGone(pid, graceMs)) && groupAlive(pid)) {
-        process.kill(-pid, 'SIGKILL');
-        await waitGroupGone(pid, 10_000);
-      }
-    },
+    stop: (graceMs = 30_000) => stopGroup(pid, graceMs),
     output,
   };
 }
