@@ -9,6 +9,29 @@ import * as path from 'node:path';
 import { buildWorkflowBundle } from '../../scripts/build-workflow-bundle';
 import { loadStackConfig } from '../../scripts/lib/stack-config';
 import { stackDown, stackIsUp, stackUp } from '../../scripts/stack';
+import { Client, Connection } from '@temporalio/client';
+
+/**
+ * The dev server keeps workflows in its file, so an autoscaler left running by
+ * `npm start` on a shared stack, or by a test run that was killed, would wake
+ * up with the tests' workers and resize the node groups the tests measure.
+ * Tests start their own autoscalers; every other one is ended first.
+ */
+async function endLeftoverAutoscalers(address: string): Promise<void> {
+  const connection = await Connection.connect({ address });
+  try {
+    const client = new Client({ connection });
+    for await (const wf of client.workflow.list({
+      query: `WorkflowType = 'autoscaler' AND ExecutionStatus = 'Running'`,
+    }))
+      await client.workflow
+        .getHandle(wf.workflowId)
+        .terminate('a test run is starting on this stack')
+        .catch(() => undefined); // ended meanwhile
+  } finally {
+    await connection.close();
+  }
+}
 
 export const STARTED_MARKER = 'started-by-tests';
 
@@ -32,6 +55,7 @@ export default async function globalSetup(): Promise<void> {
     }
     throw err;
   }
+  await endLeftoverAutoscalers(config.temporal.address);
   process.env.PANTHEON_WORKFLOW_BUNDLE = bundlePath;
   // Test workers and clients talk to this stack, whatever ports it was given.
   process.env.TEMPORAL_ADDRESS = config.temporal.address;
