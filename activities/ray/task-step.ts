@@ -199,7 +199,14 @@ export function createRayTaskActivities(bridge: RayBridge, config: RayTaskStepCo
    * refuses if a newer attempt has taken the task over.
    */
   async function cancelRayTask(key: string, run: string, attempt: number): Promise<void> {
-    const first = await bridge.call<{ cancelled: boolean }>('cancel', { key, force: false, run, attempt });
+    // The grace travels with the cancel, so a later attempt can finish the stop if this one cannot.
+    const first = await bridge.call<{ cancelled: boolean }>('cancel', {
+      key,
+      force: false,
+      run,
+      attempt,
+      graceMs: config.cancelGraceMs,
+    });
     if (!first.cancelled) return;
     const deadline = Date.now() + config.cancelGraceMs;
     while (Date.now() < deadline) {

@@ -19,6 +19,7 @@ from typing import Any, Awaitable, Callable
 import ray
 
 from . import cluster_ops
+from .dispatcher import DEFAULT_CANCEL_GRACE_S
 from .dispatcher_host import create_dispatcher
 from .runner import NAMESPACE
 
@@ -56,7 +57,10 @@ class Bridge:
         return await self.call_dispatcher("status", p["key"])
 
     async def cancel(self, p: dict) -> dict:
-        return await self.call_dispatcher("cancel", p["key"], bool(p.get("force", False)), p.get("run"), p.get("attempt"))
+        grace_s = float(p.get("graceMs", DEFAULT_CANCEL_GRACE_S * 1000)) / 1000
+        return await self.call_dispatcher(
+            "cancel", p["key"], bool(p.get("force", False)), p.get("run"), p.get("attempt"), grace_s
+        )
 
     def write(self, message: dict) -> None:
         self._out.write(json.dumps(message, separators=(",", ":")) + "\n")

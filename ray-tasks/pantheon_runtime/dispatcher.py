@@ -9,7 +9,10 @@ the run and attempt that submitted it:
 - a success is attached to by the same workflow run (a new run of the same
   workflow id starts afresh);
 - a failure is returned to the attempt that saw it, and a later attempt
-  resubmits (a new generation).
+  resubmits (a new generation);
+- work that an attempt asked to stop (its timeout, a cancel) is never attached
+  to: a later attempt waits until it has stopped (forcing it once the grace
+  the cancel named is over), then resubmits.
 
 Every finished generation is remembered in the key's `history` (how it
 ended, on which node, with how much memory), which is what the next attempt's
@@ -52,6 +55,10 @@ NODE_LOST_ERRORS = tuple(
     for e in (getattr(rex, name, None) for name in ("NodeDiedError", "LocalRayletDiedError", "ObjectLostError"))
     if e is not None
 )
+# A cancel that names no grace (an old caller) gets this long before a later attempt forces it.
+DEFAULT_CANCEL_GRACE_S = 2.0
+# How long a force-killed task may take to be reported finished before a later attempt gives up.
+FORCED_STOP_WAIT_S = 30.0
 # Entries of a key's history kept for planning; older generations add nothing the policy uses.
 HISTORY_LIMIT = 50
 
@@ -76,6 +83,8 @@ class Entry:
     # The (run, attempt) that last submitted or attached: only it may cancel the task, so a stale
     # attempt (its worker stalled past the heartbeat timeout) cannot cancel work a newer one took over.
     claimed: tuple = ("", 0)
+    # When a cancel was asked for: the time after which the task is force-killed if still running.
+    force_stop_at: Optional[float] = None
     done: asyncio.Event = field(default_factory=asyncio.Event)
 
 
@@ -136,6 +145,9 @@ class Dispatcher:
         """
         self._sweep()
         entry = self._entries.get(key)
+        if entry is not None and entry.force_stop_at is not None and not entry.done.is_set():
+            # Attaching would hand this attempt the "cancelled" outcome of the attempt that timed out.
+            await self._stopped(entry)
         if entry is not None and self._attaches(entry, run, attempt):
             stale = run == entry.claimed[0] and attempt < entry.claimed[1]
             if not stale:
@@ -264,14 +276,40 @@ class Dispatcher:
         entry = self._entries.get(key)
         return None if entry is None else self._describe(entry)
 
-    async def cancel(self, key: str, force: bool = False, run: Optional[str] = None, attempt: Optional[int] = None) -> dict:
+    async def cancel(
+        self,
+        key: str,
+        force: bool = False,
+        run: Optional[str] = None,
+        attempt: Optional[int] = None,
+        grace_s: float = DEFAULT_CANCEL_GRACE_S,
+    ) -> dict:
         entry = self._entries.get(key)
         if entry is None or entry.state not in ("pending", "running"):
             return {"cancelled": False}
         if run is not None and attempt is not None and entry.claimed != (run, attempt):
             return {"cancelled": False, "superseded": True, "claimedBy": entry.claimed[1]}
+        if entry.force_stop_at is None:
+            entry.force_stop_at = time.time() + (0 if force else grace_s)
         ray.cancel(entry.ref, force=force, recursive=True)
         return {"cancelled": True}
+
+    async def _stopped(self, entry: Entry) -> None:
+        """Waits for a task being cancelled to end, force-killing it once its grace is over.
+
+        The attempt that asked for the cancel does the same, but it may be gone (its worker died,
+        or Temporal timed it out before it finished): the stop must not depend on it.
+        """
+        grace_left = (entry.force_stop_at or 0) - time.time()
+        if grace_left > 0:
+            try:
+                await asyncio.wait_for(entry.done.wait(), grace_left)
+                return
+            except asyncio.TimeoutError:
+                pass
+        if not entry.done.is_set():
+            ray.cancel(entry.ref, force=True, recursive=True)
+            await asyncio.wait_for(entry.done.wait(), FORCED_STOP_WAIT_S)
 
     def _timing(self, entry: Entry) -> dict:
         now = time.time()

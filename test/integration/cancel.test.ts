@@ -78,3 +78,48 @@ test('a task that swallows the interrupt is force-killed after the grace period'
   );
   expect(goneMs).toBeLessThan(5_000 + env.config.cancelGraceMs);
 });
+
+test('an attempt never attaches to work an earlier attempt asked to stop: it waits, then starts afresh', async () => {
+  // The race behind a step timeout on a loaded machine: attempt 1 cancels its task at its deadline,
+  // and Temporal starts attempt 2 before Ray has reported the task ended. Sent back to back here, so
+  // the dispatcher sees the second submit while the cancelled task is still running (it swallows
+  // the interrupt). Attaching would hand attempt 2 the "cancelled" outcome of attempt 1.
+  const bridge = env.worker!.bridge;
+  const key = stepKey(uniqueId('stopping'), 'step');
+  const submit = (attempt: number, basedOn: number | null) =>
+    bridge.call<{ generation: number; attached: boolean; state: string; history: { outcome: string }[] }>(
+      'submit',
+      {
+        key,
+        run: 'run-1',
+        attempt,
+        task: 'pantheon_tasks.testkit:stubborn_sleep',
+        args: [60],
+        kwargs: {},
+        options: { num_cpus: 0.1 },
+        limits: {
+          allowed_packages: env.config.allowedTaskPackages,
+          max_result_bytes: env.config.maxResultBytes,
+          memory_guard: 'off',
+        },
+        plan: { basedOn },
+      },
+    );
+  expect(await submit(1, null)).toMatchObject({ generation: 1, attached: false });
+  await waitUntil(
+    `${key} to run`,
+    async () =>
+      (await bridge.call<{ state: string }>('status', { key })).state === 'running' ? true : undefined,
+    60_000,
+    50,
+  );
+  const grace = 1_000;
+  const [cancelled, second] = await Promise.all([
+    bridge.call<{ cancelled: boolean }>('cancel', { key, run: 'run-1', attempt: 1, graceMs: grace }),
+    submit(2, 1),
+  ]);
+  expect(cancelled.cancelled).toBe(true);
+  expect(second).toMatchObject({ generation: 2, attached: false });
+  expect(second.history.map((h) => h.outcome)).toEqual(['cancelled']);
+  await bridge.call('cancel', { key, run: 'run-1', attempt: 2, force: true });
+});
