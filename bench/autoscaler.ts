@@ -72,6 +72,8 @@ export interface AutoscalerBenchResult {
   makespanRatio: number;
   settings: { tickIntervalMs: number; idleTimeoutMs: number; cooldownMs: number; maxScaleUpStep: number };
   reactionSamplesS: number[];
+  /** Per reaction sample, milliseconds from the step's start to each phase (see watchReactionPhases). */
+  reactionPhasesMs: Record<string, number>[];
   reclaimSamplesS: number[];
   load: { steps: number; stepSeconds: number; burstGapS: number; burstOnWarmNodesS: number };
   autoscaled: { nodeSeconds: number; makespanS: number; peakNodes: number };
@@ -200,15 +202,54 @@ export async function runAutoscalerBench(
     const autoscaler = await startAutoscaler(settings);
     const reactions: number[] = [];
     const reclaims: number[] = [];
+    const reactionPhases: Record<string, number>[] = [];
+    /**
+     * Where a reaction's time goes, seen from outside every component: when the
+     * node's `ray start` was spawned (the provider's record), when Ray listed the
+     * node, and when the worker's capacity slots admitted a step of the group.
+     */
+    const watchReactionPhases = (t0: number) => {
+      const seen: Record<string, number> = {};
+      let watching = true;
+      const done = (async () => {
+        while (watching) {
+          const spawned = listLocalNodes(stack, group.name)[0];
+          if (spawned && seen.nodeSpawnedMs === undefined) seen.nodeSpawnedMs = spawned.startedAt - t0;
+          if (spawned && seen.rayListedMs === undefined && (await groupNodes()).length > 0)
+            seen.rayListedMs = Date.now() - t0;
+          if (seen.admittedMs === undefined && (worker.capacity.get(group.name)?.slotCapacity ?? 0) > 0)
+            seen.admittedMs = Date.now() - t0;
+          await new Promise((resolve) => setTimeout(resolve, 100));
+        }
+      })();
+      return {
+        stop: async () => {
+          watching = false;
+          await done;
+          return seen;
+        },
+      };
+    };
     for (let i = 0; i < (quick ? 1 : 2); i++) {
       await waitEmpty();
       const marker = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'pantheon-bench-')), 'ran');
       const before = new Set((await groupNodes()).map((n) => n.nodeId));
       const t0 = Date.now();
+      const watching = watchReactionPhases(t0);
       const result = await runStep(APPEND_LINE, [marker, 'ran']);
       const node = result.steps.s?.node;
       if (!node || before.has(node)) throw new Error('the reaction step did not run on a new node');
       reactions.push((fs.statSync(marker).mtimeMs - t0) / 1000);
+      const seen = await watching.stop();
+      const step = result.steps.s!;
+      reactionPhases.push({
+        ...seen,
+        stepScheduledMs: (step.scheduledAtMs ?? NaN) - t0,
+        stepStartedMs: (step.startedAtMs ?? NaN) - t0,
+        rayTaskQueuedMs: step.queuedMs ?? NaN,
+        sideEffectMs: fs.statSync(marker).mtimeMs - t0,
+      });
+      log(`reaction phases (ms from the step's start): ${JSON.stringify(reactionPhases.at(-1))}`);
       // Idle since (Ray's clock) → gone from Ray.
       let idleSinceMs = 0;
       const goneAt = await waitFor(
@@ -274,6 +315,9 @@ export async function runAutoscalerBench(
       makespanRatio: round(auto.makespanS / fixed.makespanS, 3),
       settings,
       reactionSamplesS: reactions.map((x) => round(x)),
+      reactionPhasesMs: reactionPhases.map((p) =>
+        Object.fromEntries(Object.entries(p).map(([k, v]) => [k, Math.round(v)])),
+      ),
       reclaimSamplesS: reclaims.map((x) => round(x)),
       load: {
         steps: load.length,

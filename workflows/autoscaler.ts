@@ -25,6 +25,7 @@ import {
   defineSignal,
   defineUpdate,
   log,
+  patched,
   proxyActivities,
   setCurrentDetails,
   setHandler,
@@ -39,6 +40,7 @@ import {
   autoscalerInputSchema,
   autoscalerSettingsPatchSchema,
   describeZodIssue,
+  MAX_OBSERVE_WAIT_MS,
   SCALE_EVENTS_KEPT,
   type AutoscalerCarry,
   type AutoscalerInput,
@@ -157,6 +159,16 @@ export async function autoscaler(rawInput: unknown = {}): Promise<AutoscalerSumm
     events: carry.events,
   }));
 
+  /**
+   * Between ticks the observe activity waits for a group's backlog to grow (it polls Temporal),
+   * so new demand starts a tick within a poll instead of at the next timer. Histories from
+   * before this change slept on a timer only, and replay that way.
+   */
+  const observeWaitsForBacklog = patched('observe-waits-for-backlog');
+  /** Backlog per group as last observed: what "grown" is measured against. */
+  const backlogSeen: Record<string, number> = {};
+  let observeWaitMs = 0;
+
   async function tick(): Promise<void> {
     carry.ticks += 1;
     const record: TickRecord = {
@@ -178,13 +190,21 @@ export async function autoscaler(rawInput: unknown = {}): Promise<AutoscalerSumm
   async function runTick(record: TickRecord): Promise<void> {
     let observation: ClusterObservation;
     try {
-      observation = await observeCluster({ groups: input.groups ?? null });
+      observation = await observeCluster(
+        observeWaitsForBacklog
+          ? { groups: input.groups ?? null, waitForBacklogMs: observeWaitMs, backlogSeen: { ...backlogSeen } }
+          : { groups: input.groups ?? null },
+      );
     } catch (err) {
       if (failureType(err) === 'UnknownNodeGroup' || failureType(err) === 'InvalidAutoscalerInput') throw err;
       record.error = `observe failed: ${failureMessage(err)}`;
       log.warn('autoscaler tick: observe failed', { error: record.error });
       return;
     }
+    for (const [group, observed] of Object.entries(observation.observations))
+      backlogSeen[group] = observed.backlogCount;
+    // A pause or stop that came while the observation waited holds this tick's decision too.
+    if (observeWaitsForBacklog && (paused || stopReason !== null)) return;
     record.atMs = observation.nowMs;
     record.notes = observation.notes;
     accrueUsage(observation);
@@ -266,6 +286,7 @@ export async function autoscaler(rawInput: unknown = {}): Promise<AutoscalerSumm
     if (paused) {
       setCurrentDetails(renderDetails({ paused, settings, carry, lastTick }));
       await condition(() => !paused || stopReason !== null);
+      observeWaitMs = 0;
       continue;
     }
     wake = false;
@@ -284,7 +305,12 @@ export async function autoscaler(rawInput: unknown = {}): Promise<AutoscalerSumm
       });
     }
     // A signal or an update during the tick (or this wait) starts the next one at once.
-    await condition(() => wake, settings.tickIntervalMs);
+    if (observeWaitsForBacklog) {
+      const waitInObserve = Math.min(settings.tickIntervalMs, MAX_OBSERVE_WAIT_MS);
+      const timerMs = settings.tickIntervalMs - waitInObserve;
+      if (!wake && timerMs > 0) await condition(() => wake, timerMs);
+      observeWaitMs = wake ? 0 : waitInObserve;
+    } else await condition(() => wake, settings.tickIntervalMs);
   }
 
   await condition(allHandlersFinished);

@@ -17,9 +17,10 @@ import { ApplicationFailure } from '@temporalio/activity';
 import type { Logger } from 'pino';
 import { z } from 'zod';
 import { NODE_GROUP_LABEL, type NodeGroup } from '../../workflows/schemas/node-groups';
+import { MAX_OBSERVE_WAIT_MS } from '../../workflows/schemas/autoscaler';
 import { nodeGroupTaskQueue } from '../../workflows/task-queues';
 import type { AppliedGroup, AutoscalerMetrics } from './metrics';
-import { matchRayNode, observeGroup } from './observe';
+import { groupBacklogSteps, matchRayNode, observeGroup } from './observe';
 import { groupDecisionSchema, type GroupDecision, type GroupObservation } from './policy-types';
 import { NodeRemovalRefusedError, type NodeProvider } from './provider';
 import { drainRayNode, readRayClusterState, type BridgeCaller } from './ray-cluster';
@@ -36,10 +37,20 @@ export interface AutoscalerActivityDeps {
   logger: Logger;
 }
 
+/** How often that wait reads the backlog (one DescribeTaskQueue per group). */
+export const BACKLOG_POLL_MS = 200;
+
 export const observeInputSchema = z
   .object({
     /** The groups to observe, by name; null: every group the worker serves. */
     groups: z.array(z.string().min(1)).min(1).nullable().default(null),
+    /**
+     * Before observing, wait up to this long for a group's backlog to grow beyond
+     * `backlogSeen`, so that new demand is acted on within a poll, not at the next tick.
+     */
+    waitForBacklogMs: z.number().int().min(0).max(MAX_OBSERVE_WAIT_MS).default(0),
+    /** The backlog per group the previous observation saw; a group not named counts as 0. */
+    backlogSeen: z.record(z.string(), z.number().int().min(0)).default({}),
   })
   .strict();
 
@@ -80,9 +91,40 @@ export function createAutoscalerActivities(deps: AutoscalerActivityDeps) {
     return deps.nodeGroups.filter((g) => names.includes(g.name));
   }
 
+  /**
+   * Resolves when some group's backlog (as the observation counts it: its Temporal queue and
+   * what waits inside Ray for one of its nodes) is above what the last observation saw, or
+   * after `waitMs`.
+   */
+  async function backlogGrowth(
+    groups: readonly NodeGroup[],
+    seen: Record<string, number>,
+    waitMs: number,
+  ): Promise<void> {
+    const until = Date.now() + waitMs;
+    for (;;) {
+      // Unreadable sources are reported by the observation itself; here they only mean "no growth seen".
+      const ray = await readRayClusterState(deps.bridge).catch(() => null);
+      const grown = ray
+        ? await Promise.all(
+            groups.map((group) =>
+              readTaskQueueBacklog(deps.workflowService, deps.namespace, nodeGroupTaskQueue(group.name)).then(
+                (backlog) => groupBacklogSteps(group.name, backlog, ray).total > (seen[group.name] ?? 0),
+                () => false,
+              ),
+            ),
+          )
+        : [];
+      const left = until - Date.now();
+      if (grown.includes(true) || left <= 0) return;
+      await new Promise((resolve) => setTimeout(resolve, Math.min(BACKLOG_POLL_MS, left)));
+    }
+  }
+
   async function observeCluster(rawInput: ObserveInput): Promise<ClusterObservation> {
     const input = parseInput(observeInputSchema, rawInput, 'observeCluster');
     const groups = selectGroups(input.groups);
+    if (input.waitForBacklogMs > 0) await backlogGrowth(groups, input.backlogSeen, input.waitForBacklogMs);
     const ray = await readRayClusterState(deps.bridge);
     const observation: ClusterObservation = {
       nowMs: ray.readAtMs,

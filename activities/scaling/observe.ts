@@ -87,6 +87,16 @@ export function pendingForGroup(pending: readonly RayPendingRequest[], group: st
     .map((r) => ({ resources: toStepResources(r.resources), count: r.count }));
 }
 
+/** Steps waiting for the group: in its Temporal queue, and inside Ray for want of one of its nodes. */
+export function groupBacklogSteps(
+  group: string,
+  backlog: TaskQueueBacklog,
+  ray: RayClusterState,
+): { total: number; rayPending: number } {
+  const rayPending = pendingForGroup(ray.pending, group).reduce((sum, r) => sum + r.count, 0);
+  return { total: backlog.backlogCount + rayPending, rayPending };
+}
+
 export function observeGroup({ group, backlog, providerNodes, ray }: GroupObservationParts): ObservedGroup {
   const groupRayNodes = ray.nodes.filter((r) => r.labels[NODE_GROUP_LABEL] === group.name);
   const accounted = new Set<string>();
@@ -118,11 +128,12 @@ export function observeGroup({ group, backlog, providerNodes, ray }: GroupObserv
   }
 
   const rayPending = pendingForGroup(ray.pending, group.name);
-  const rayPendingSteps = rayPending.reduce((sum, r) => sum + r.count, 0);
+  const steps = groupBacklogSteps(group.name, backlog, ray);
+  const rayPendingSteps = steps.rayPending;
   return {
     observation: {
       // Steps Ray holds for want of a node are backlog too, and come first: they were admitted first.
-      backlogCount: backlog.backlogCount + rayPendingSteps,
+      backlogCount: steps.total,
       backlogAgeSeconds: backlog.backlogAgeSeconds,
       addRate: backlog.addRate,
       dispatchRate: backlog.dispatchRate,

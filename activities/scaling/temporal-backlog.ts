@@ -4,7 +4,8 @@
  * (the group's worker admits only what its nodes can run), so this is the real
  * queue depth (DESIGN.md, principle 1). The numbers are approximate and the
  * server caches them briefly (`matching.TaskQueueInfoByBuildIdTTL`, 5 s by
- * default); they converge, which is what a control loop needs.
+ * default, 200 ms on the local dev server); they converge, which is what a
+ * control loop needs.
  */
 import type { WorkflowService } from '@temporalio/client';
 import { temporal } from '@temporalio/proto';

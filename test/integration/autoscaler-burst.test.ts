@@ -13,7 +13,7 @@ const GROUP = 'as-burst'; // test/fixtures/autoscaler/burst.json: 1 CPU per node
 /** Long enough that nodes joining one after another on a loaded host are up together. */
 const IDLE_TIMEOUT_MS = 20_000;
 const TICK_MS = 1_000;
-/** From a node joining to the worker admitting a step onto it: the capacity refresh (1 s) and a poll. */
+/** From a node joining to the worker admitting a step onto it: the capacity refresh (250 ms), a poll, a loaded host. */
 const ADMISSION_SLACK_MS = 3_000;
 
 let harness: AutoscalerHarness;
@@ -126,3 +126,27 @@ test('12 burn(3) steps: up to 3 nodes, spread over them, back to 0 after the idl
     36 + (3 * IDLE_TIMEOUT_MS) / 1000,
   );
 }, 480_000); // node starts take far longer on a loaded host than jest's default allows
+
+test('new backlog starts a tick at once instead of waiting for the next one', async () => {
+  await harness.autoscaler?.terminate('the next test starts its own');
+  expect(await harness.aliveNodes(GROUP)).toHaveLength(0);
+  // A long interval (within the 30 s the observe activity may wait): the timer alone would tick again only after it.
+  const tickMs = 25_000;
+  await harness.startAutoscaler({ tickIntervalMs: tickMs, idleTimeoutMs: 5_000, cooldownMs: 1_000 });
+  const firstTick = await waitUntil(
+    'the first tick',
+    async () => (await harness.status()).lastTick ?? undefined,
+    30_000,
+    100,
+  );
+
+  const result = await harness.env.runPipeline({
+    name: 'between-ticks',
+    project: 'autoscaler-test',
+    steps: [{ id: 'one', task: BURN, args: [1] }],
+  });
+  expect(result.steps.one!.status).toBe('succeeded');
+  const up = (await harness.status()).events.find((e) => e.direction === 'up');
+  expect(up?.count).toBe(1);
+  expect(up!.atMs - firstTick.atMs).toBeLessThan(tickMs / 2);
+}, 300_000);

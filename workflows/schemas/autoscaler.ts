@@ -96,6 +96,12 @@ export const autoscalerInputSchema = z
   })
   .strict();
 
+/**
+ * The longest the observe activity waits for new backlog between ticks (the rest of a
+ * longer tick is a timer): well inside that activity's one-minute timeout.
+ */
+export const MAX_OBSERVE_WAIT_MS = 30_000;
+
 export const SCALE_EVENTS_KEPT = 100;
 
 /** One autoscaler per cluster: start it with this id and the USE_EXISTING conflict policy. */
