@@ -160,12 +160,12 @@ export async function autoscaler(rawInput: unknown = {}): Promise<AutoscalerSumm
   }));
 
   /**
-   * Between ticks the observe activity waits for a group's backlog to grow (it polls Temporal),
-   * so new demand starts a tick within a poll instead of at the next timer. Histories from
-   * before this change slept on a timer only, and replay that way.
+   * Between ticks the observe activity waits for backlog to appear on a group that had none
+   * (it polls Temporal and Ray), so new demand starts a tick within a poll instead of at the
+   * next timer. Histories from before this change slept on a timer only, and replay that way.
    */
   const observeWaitsForBacklog = patched('observe-waits-for-backlog');
-  /** Backlog per group as last observed: what "grown" is measured against. */
+  /** Backlog per group as last observed: which groups had none. */
   const backlogSeen: Record<string, number> = {};
   let observeWaitMs = 0;
 
@@ -304,7 +304,8 @@ export async function autoscaler(rawInput: unknown = {}): Promise<AutoscalerSumm
         carry: { ...carry, runs: carry.runs + 1 },
       });
     }
-    // A signal or an update during the tick (or this wait) starts the next one at once.
+    // A signal or an update during the tick (or the timer) starts the next one at once; one
+    // during the observe activity's wait takes effect when that wait ends.
     if (observeWaitsForBacklog) {
       const waitInObserve = Math.min(settings.tickIntervalMs, MAX_OBSERVE_WAIT_MS);
       const timerMs = settings.tickIntervalMs - waitInObserve;

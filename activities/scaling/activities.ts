@@ -37,7 +37,7 @@ export interface AutoscalerActivityDeps {
   logger: Logger;
 }
 
-/** How often that wait reads the backlog (one DescribeTaskQueue per group). */
+/** How often observeCluster's wait for new backlog reads it (Ray's state, one DescribeTaskQueue per group). */
 export const BACKLOG_POLL_MS = 200;
 
 export const observeInputSchema = z
@@ -45,8 +45,8 @@ export const observeInputSchema = z
     /** The groups to observe, by name; null: every group the worker serves. */
     groups: z.array(z.string().min(1)).min(1).nullable().default(null),
     /**
-     * Before observing, wait up to this long for a group's backlog to grow beyond
-     * `backlogSeen`, so that new demand is acted on within a poll, not at the next tick.
+     * Before observing, wait up to this long for backlog to appear on a group that had none
+     * in `backlogSeen`, so that new demand is acted on within a poll, not at the next tick.
      */
     waitForBacklogMs: z.number().int().min(0).max(MAX_OBSERVE_WAIT_MS).default(0),
     /** The backlog per group the previous observation saw; a group not named counts as 0. */
@@ -92,39 +92,44 @@ export function createAutoscalerActivities(deps: AutoscalerActivityDeps) {
   }
 
   /**
-   * Resolves when some group's backlog (as the observation counts it: its Temporal queue and
-   * what waits inside Ray for one of its nodes) is above what the last observation saw, or
-   * after `waitMs`.
+   * Resolves when a group the last observation saw with no backlog has some (as the
+   * observation counts it: its Temporal queue and what waits inside Ray for one of its
+   * nodes), or after `waitMs`. Only that edge: more steps joining a backlog the loop already
+   * acts on wait for the tick, so a steady stream into a busy group does not tick at the
+   * poll's rate.
    */
-  async function backlogGrowth(
+  async function newBacklog(
     groups: readonly NodeGroup[],
     seen: Record<string, number>,
     waitMs: number,
   ): Promise<void> {
     const until = Date.now() + waitMs;
+    const quiet = groups.filter((group) => (seen[group.name] ?? 0) === 0);
     for (;;) {
-      // Unreadable sources are reported by the observation itself; here they only mean "no growth seen".
-      const ray = await readRayClusterState(deps.bridge).catch(() => null);
-      const grown = ray
+      // Unreadable sources are reported by the observation itself; here they only mean "no new backlog seen".
+      const ray = quiet.length > 0 ? await readRayClusterState(deps.bridge).catch(() => null) : null;
+      const appeared = ray
         ? await Promise.all(
-            groups.map((group) =>
+            quiet.map((group) =>
               readTaskQueueBacklog(deps.workflowService, deps.namespace, nodeGroupTaskQueue(group.name)).then(
-                (backlog) => groupBacklogSteps(group.name, backlog, ray).total > (seen[group.name] ?? 0),
+                (backlog) => groupBacklogSteps(group.name, backlog, ray).total > 0,
                 () => false,
               ),
             ),
           )
         : [];
       const left = until - Date.now();
-      if (grown.includes(true) || left <= 0) return;
-      await new Promise((resolve) => setTimeout(resolve, Math.min(BACKLOG_POLL_MS, left)));
+      if (appeared.includes(true) || left <= 0) return;
+      await new Promise((resolve) =>
+        setTimeout(resolve, quiet.length > 0 ? Math.min(BACKLOG_POLL_MS, left) : left),
+      );
     }
   }
 
   async function observeCluster(rawInput: ObserveInput): Promise<ClusterObservation> {
     const input = parseInput(observeInputSchema, rawInput, 'observeCluster');
     const groups = selectGroups(input.groups);
-    if (input.waitForBacklogMs > 0) await backlogGrowth(groups, input.backlogSeen, input.waitForBacklogMs);
+    if (input.waitForBacklogMs > 0) await newBacklog(groups, input.backlogSeen, input.waitForBacklogMs);
     const ray = await readRayClusterState(deps.bridge);
     const observation: ClusterObservation = {
       nowMs: ray.readAtMs,
