@@ -6,6 +6,7 @@
 import * as crypto from 'node:crypto';
 import { Client, Connection, type WorkflowHandle } from '@temporalio/client';
 import type { Logger } from 'pino';
+import { waitFor } from '../../scripts/lib/processes';
 import { loadWorkerConfig, type WorkerConfig } from '../../workers/config';
 import { createLogger } from '../../workers/logger';
 import { createPantheonWorker, type PantheonWorker } from '../../workers/pantheon-worker';
@@ -113,27 +114,14 @@ export async function startTestEnv(
 
 /**
  * Polls `probe` until it returns something other than undefined: the way tests
- * wait for a condition on a real service instead of sleeping for a guess.
+ * wait for a condition on a real service instead of sleeping for a guess. The
+ * stack's own `waitFor`, with the defaults tests want.
  */
-export async function waitUntil<T>(
+export function waitUntil<T>(
   what: string,
   probe: () => Promise<T | undefined>,
   timeoutMs = 60_000,
   intervalMs = 200,
 ): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  let lastError: unknown;
-  for (;;) {
-    try {
-      const value = await probe();
-      if (value !== undefined) return value;
-    } catch (err) {
-      lastError = err;
-    }
-    if (Date.now() > deadline)
-      throw new Error(
-        `timed out after ${timeoutMs} ms waiting for ${what}${lastError ? `: ${String(lastError)}` : ''}`,
-      );
-    await new Promise((resolve) => setTimeout(resolve, intervalMs));
-  }
+  return waitFor(what, probe, timeoutMs, intervalMs);
 }
