@@ -195,27 +195,13 @@ export function createRayTaskActivities(bridge: RayBridge, config: RayTaskStepCo
   }
 
   /**
-   * Cancels the key's Ray task on behalf of `(run, attempt)`; the dispatcher
-   * refuses if a newer attempt has taken the task over.
+   * Cancels the key's Ray task on behalf of `(run, attempt)` and returns once it has stopped:
+   * the dispatcher interrupts it, and force-kills it if it is still running after the grace (a
+   * task stuck in native code, or swallowing the interrupt). It refuses if a newer attempt has
+   * taken the task over.
    */
   async function cancelRayTask(key: string, run: string, attempt: number): Promise<void> {
-    // The grace travels with the cancel, so a later attempt can finish the stop if this one cannot.
-    const first = await bridge.call<{ cancelled: boolean }>('cancel', {
-      key,
-      force: false,
-      run,
-      attempt,
-      graceMs: config.cancelGraceMs,
-    });
-    if (!first.cancelled) return;
-    const deadline = Date.now() + config.cancelGraceMs;
-    while (Date.now() < deadline) {
-      const state = await readState(key);
-      if (!state || (state.state !== 'running' && state.state !== 'pending')) return;
-      await new Promise((resolve) => setTimeout(resolve, 100));
-    }
-    // A task that ignores the interrupt (stuck in native code, or swallowing it) is killed.
-    await bridge.call('cancel', { key, force: true, run, attempt });
+    await bridge.call('cancel', { key, run, attempt, graceMs: config.cancelGraceMs, wait: true });
   }
 
   /**

@@ -59,7 +59,13 @@ class Bridge:
     async def cancel(self, p: dict) -> dict:
         grace_s = float(p.get("graceMs", DEFAULT_CANCEL_GRACE_S * 1000)) / 1000
         return await self.call_dispatcher(
-            "cancel", p["key"], bool(p.get("force", False)), p.get("run"), p.get("attempt"), grace_s
+            "cancel",
+            p["key"],
+            bool(p.get("force", False)),
+            p.get("run"),
+            p.get("attempt"),
+            grace_s,
+            bool(p.get("wait", False)),
         )
 
     def write(self, message: dict) -> None:

@@ -283,7 +283,9 @@ class Dispatcher:
         run: Optional[str] = None,
         attempt: Optional[int] = None,
         grace_s: float = DEFAULT_CANCEL_GRACE_S,
+        wait: bool = False,
     ) -> dict:
+        """Interrupts the key's task; with `wait`, answers once it has stopped (see `_stopped`)."""
         entry = self._entries.get(key)
         if entry is None or entry.state not in ("pending", "running"):
             return {"cancelled": False}
@@ -292,13 +294,19 @@ class Dispatcher:
         if entry.force_stop_at is None:
             entry.force_stop_at = time.time() + (0 if force else grace_s)
         ray.cancel(entry.ref, force=force, recursive=True)
-        return {"cancelled": True}
+        if wait:
+            try:
+                await self._stopped(entry)
+            except asyncio.TimeoutError:
+                return {"cancelled": True, "stopped": False}
+        return {"cancelled": True, "stopped": entry.done.is_set()}
 
     async def _stopped(self, entry: Entry) -> None:
         """Waits for a task being cancelled to end, force-killing it once its grace is over.
 
-        The attempt that asked for the cancel does the same, but it may be gone (its worker died,
-        or Temporal timed it out before it finished): the stop must not depend on it.
+        Both the attempt that asked for the cancel (`cancel(wait=True)`) and a later attempt that
+        finds the task stopping wait here: the asking attempt may be gone (its worker died, or
+        Temporal timed it out before it finished), and the stop must not depend on it.
         """
         grace_left = (entry.force_stop_at or 0) - time.time()
         if grace_left > 0:
