@@ -6,7 +6,9 @@
  * - autoscaleReactionS: a step is started on the empty group → its side effect
  *   (`append_line`, written when the step runs) is on disk, on a node that did
  *   not exist before. Includes Temporal's backlog statistics, the tick, the
- *   node's start (`ray start` and the raylet's agents) and admission.
+ *   node's start (`ray start` through the worker's node launcher, the raylet's
+ *   agents) and admission. Measured on a running autoscaler: the samples start
+ *   once the worker's node launcher is up.
  * - idleReclaimS: how long after its idle timeout a node is gone from Ray: Ray's
  *   own idle clock (GCS `idle_duration_ms`) gives when it became idle, the GCS
  *   node list when it left.
@@ -200,6 +202,10 @@ export async function runAutoscalerBench(
   try {
     // 1. Reaction and reclaim, from an empty group.
     const autoscaler = await startAutoscaler(settings);
+    // A running autoscaler's reaction: its first look at the group starts the worker's
+    // node launcher, and a backlog in that first second and a half of a worker's life
+    // would also measure the launcher's own start-up (the node then starts as from the CLI).
+    await worker.nodeProviders.warmedUp();
     const reactions: number[] = [];
     const reclaims: number[] = [];
     const reactionPhases: Record<string, number>[] = [];

@@ -20,7 +20,7 @@ import { memoryConfigFromEnv } from '../activities/memory/config';
 import { createMemoryActivities, lazyMemoryStore } from '../activities/memory/memory-activities';
 import { createAutoscalerActivities } from '../activities/scaling/activities';
 import { AutoscalerMetrics } from '../activities/scaling/metrics';
-import { createNodeProviders } from '../activities/scaling/providers';
+import { createNodeProviders, type NodeProviders } from '../activities/scaling/providers';
 import { loadNodeGroups, loadStackConfig, memoryQdrantUrl } from '../scripts/lib/stack-config';
 import { PIPELINE_TASK_QUEUE, nodeGroupTaskQueue } from '../workflows/task-queues';
 import type { WorkerConfig } from './config';
@@ -32,6 +32,8 @@ import { stepStartNotifier } from './step-start-notifier';
 export interface PantheonWorker {
   bridge: RayBridge;
   capacity: Map<string, RayCapacitySlotSupplier>;
+  /** The node providers the autoscaler's activities use. */
+  nodeProviders: NodeProviders;
   /** Runs until shutdown() or a shutdown signal, then closes what it opened. */
   run(): Promise<void>;
   shutdown(): void;
@@ -190,6 +192,7 @@ export async function createPantheonWorker(
   return {
     bridge,
     capacity,
+    nodeProviders,
     async run() {
       let metricsServer: MetricsServer | null = null;
       try {

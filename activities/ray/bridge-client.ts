@@ -3,6 +3,9 @@
  * speaks JSON lines over its stdio, and starts it again if it dies. Calls in
  * flight when the bridge dies fail with BridgeLostError; the activity that made
  * them is retried by Temporal and re-attaches to its Ray task by key.
+ *
+ * The same protocol serves the local node launcher (`module` and `title`
+ * options): one client for every Python helper the worker supervises.
  */
 import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
 import * as readline from 'node:readline';
@@ -27,9 +30,13 @@ export interface BridgeOptions {
   rayTasksDir: string;
   rayAddress: string;
   logger: Logger;
-  /** How long to wait for the bridge to connect to Ray. */
+  /** How long to wait for the bridge's ready line (for the bridge: connected to Ray). */
   startTimeoutMs?: number;
   env?: NodeJS.ProcessEnv;
+  /** The Python module to run (default the Ray bridge, `pantheon_runtime.bridge`). */
+  module?: string;
+  /** What errors and logs call it (default "the Ray bridge"). */
+  title?: string;
 }
 
 interface Pending {
@@ -45,6 +52,10 @@ export class RayBridge {
   private closed = false;
 
   constructor(private readonly options: BridgeOptions) {}
+
+  private get title(): string {
+    return this.options.title ?? 'the Ray bridge';
+  }
 
   /** Starts the bridge now rather than on the first call. */
   async start(): Promise<void> {
@@ -76,7 +87,7 @@ export class RayBridge {
   }
 
   private ensureRunning(): Promise<ChildProcessWithoutNullStreams> {
-    if (this.closed) return Promise.reject(new BridgeLostError('the Ray bridge is closed'));
+    if (this.closed) return Promise.reject(new BridgeLostError(`${this.title} is closed`));
     if (this.child && this.child.exitCode === null && !this.starting) return Promise.resolve(this.child);
     this.starting ??= this.spawnBridge().finally(() => {
       this.starting = undefined;
@@ -86,7 +97,8 @@ export class RayBridge {
 
   private spawnBridge(): Promise<ChildProcessWithoutNullStreams> {
     const { python, rayTasksDir, rayAddress, logger } = this.options;
-    const child = spawn(python, ['-u', '-m', 'pantheon_runtime.bridge'], {
+    const title = this.title;
+    const child = spawn(python, ['-u', '-m', this.options.module ?? 'pantheon_runtime.bridge'], {
       cwd: rayTasksDir,
       env: { ...process.env, ...this.options.env, PYTHONPATH: rayTasksDir, RAY_ADDRESS: rayAddress },
       stdio: ['pipe', 'pipe', 'pipe'],
@@ -97,7 +109,7 @@ export class RayBridge {
       let ready = false;
       const timer = setTimeout(() => {
         child.kill('SIGKILL');
-        reject(new BridgeLostError(`the Ray bridge did not connect to Ray at ${rayAddress} in time`));
+        reject(new BridgeLostError(`${title} was not ready in time (Ray at ${rayAddress})`));
       }, this.options.startTimeoutMs ?? 60_000);
       const lines = readline.createInterface({ input: child.stdout });
       lines.on('line', (line) => {
@@ -110,14 +122,14 @@ export class RayBridge {
         try {
           message = JSON.parse(line);
         } catch {
-          logger.warn({ line }, 'unparseable line from the Ray bridge');
+          logger.warn({ line }, `unparseable line from ${title}`);
           return;
         }
         if (message.event === 'ready') {
           ready = true;
           clearTimeout(timer);
           this.child = child;
-          logger.info({ pid: child.pid, rayAddress }, 'Ray bridge ready');
+          logger.info({ pid: child.pid, rayAddress }, `${title} ready`);
           resolve(child);
           return;
         }
@@ -130,14 +142,13 @@ export class RayBridge {
       child.once('exit', (code, signal) => {
         clearTimeout(timer);
         if (this.child === child) this.child = undefined;
-        const lost = new BridgeLostError(`the Ray bridge exited (code ${code}, signal ${signal})`);
+        const lost = new BridgeLostError(`${title} exited (code ${code}, signal ${signal})`);
         for (const [id, pending] of this.pending) {
           this.pending.delete(id);
           pending.reject(lost);
         }
         if (!ready) reject(lost);
-        else if (!this.closed)
-          logger.warn({ code, signal }, 'Ray bridge exited; it restarts on the next call');
+        else if (!this.closed) logger.warn({ code, signal }, `${title} exited; it restarts on the next call`);
       });
     });
   }

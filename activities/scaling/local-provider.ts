@@ -16,6 +16,10 @@
  *   RUNNING or IDLE is refused, so a node that runs a step is never killed,
  *   whatever the caller asked.
  *
+ * - Nodes start through the node launcher (node-launcher.ts), which forks a
+ *   `ray start` from a process that has the CLI imported already; it is
+ *   warmed up on the first `listNodes`, i.e. by the autoscaler's first tick.
+ *
  * Node ids are the nodes' names (the `pantheon.io/local-node` label). The
  * queue of pending starts lives in this process: one provider per host, in the
  * worker that runs the autoscaler's activities.
@@ -31,6 +35,7 @@ import {
   startLocalNode,
   stopLocalNode,
 } from './local-ray-nodes';
+import { LocalNodeLauncher } from './node-launcher';
 import { NodeRemovalRefusedError, type NodeProvider, type ProviderNode } from './provider';
 import { isSchedulable, type RayClusterState } from './ray-cluster';
 
@@ -39,6 +44,8 @@ export interface LocalProviderOptions {
   joinTimeoutMs?: number;
   /** The most nodes that may be starting at once (default 3); fewer after failed starts. */
   maxStartConcurrency?: number;
+  /** Who runs `ray start` (default: a node launcher of this provider's own). */
+  launcher?: LocalNodeLauncher;
 }
 
 export class LocalNodeProvider implements NodeProvider {
@@ -56,6 +63,7 @@ export class LocalNodeProvider implements NodeProvider {
   private readonly stops = new Set<Promise<void>>();
   private closed = false;
   private readonly joinTimeoutMs: number;
+  private readonly launcher: LocalNodeLauncher;
 
   constructor(
     private readonly stack: StackConfig,
@@ -67,9 +75,12 @@ export class LocalNodeProvider implements NodeProvider {
     this.joinTimeoutMs = options.joinTimeoutMs ?? LOCAL_NODE_JOIN_TIMEOUT_MS;
     this.maxStartConcurrency = options.maxStartConcurrency ?? 3;
     this.startConcurrency = this.maxStartConcurrency;
+    this.launcher =
+      options.launcher ?? new LocalNodeLauncher(stack, logger.child({ component: 'node-launcher' }));
   }
 
   async listNodes(group: NodeGroup): Promise<ProviderNode[]> {
+    if (!this.closed) this.launcher.warmUp();
     const live = liveLocalNodes(await this.readRay());
     const records = listLocalNodes(this.stack, group.name);
     const nodes: ProviderNode[] = [];
@@ -93,6 +104,11 @@ export class LocalNodeProvider implements NodeProvider {
     return nodes;
   }
 
+  /** Resolves once nodes start at full speed: the node launcher is up (or known to be unavailable). */
+  async warmedUp(): Promise<void> {
+    await this.launcher.ready();
+  }
+
   async addNodes(group: NodeGroup, count: number): Promise<void> {
     if (this.closed) throw new Error('local provider is closed: no nodes are started while the worker stops');
     for (let i = 0; i < count; i++) {
@@ -108,7 +124,13 @@ export class LocalNodeProvider implements NodeProvider {
     while (this.starts.size < this.startConcurrency && this.queue.length > 0) {
       const { name, group } = this.queue.shift()!;
       const started = Date.now();
-      const start: Promise<void> = startLocalNode(this.stack, group, this.joinTimeoutMs, name)
+      const start: Promise<void> = startLocalNode(
+        this.stack,
+        group,
+        this.joinTimeoutMs,
+        name,
+        this.launcher.launch,
+      )
         .then((node) => {
           this.startConcurrency = Math.min(this.maxStartConcurrency, this.startConcurrency + 1);
           this.logger.info(
@@ -166,6 +188,7 @@ export class LocalNodeProvider implements NodeProvider {
     for (const { name } of this.queue.splice(0)) this.inFlight.delete(name);
     while (this.starts.size > 0) await Promise.allSettled([...this.starts]);
     await Promise.allSettled([...this.stops]);
+    await this.launcher.close();
   }
 
   /**

@@ -3,12 +3,24 @@
  * process group per node, recorded in the state folder. A node carries the
  * labels of its group plus a unique `pantheon.io/local-node` label, which is
  * how Ray's node id is tied back to the process that runs it.
+ *
+ * Who runs `ray start` is the caller's choice (a `RayStartLauncher`): the CLI
+ * itself by default, or the node launcher (node-launcher.ts), which saves the
+ * CLI's start-up on the autoscaler's reaction path.
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { DISK_RESOURCE } from '../../workflows/schemas/resources';
 import { NODE_GROUP_LABEL, type NodeGroup } from '../../workflows/schemas/node-groups';
-import { freePort, isAlive, spawnDetached, stopGroup, tailFile, waitFor } from '../../scripts/lib/processes';
+import {
+  freePort,
+  isAlive,
+  spawnDetached,
+  stopGroup,
+  tailFile,
+  waitFor,
+  type DetachedProcess,
+} from '../../scripts/lib/processes';
 import { rayProcessEnv, type StackConfig } from '../../scripts/lib/stack-config';
 import { listRayNodes } from '../ray/cluster-state';
 
@@ -35,6 +47,7 @@ export function listLocalNodes(config: StackConfig, group?: string): LocalNodeRe
     .filter((n) => (group === undefined || n.group === group) && isAlive(n.pid));
 }
 
+/** The arguments of `ray start` (after `start`) for one node of `group`. */
 export function rayStartArgs(
   config: StackConfig,
   group: NodeGroup,
@@ -45,7 +58,6 @@ export function rayStartArgs(
   const resources: Record<string, number> = { ...group.node.custom };
   if (group.node.diskGb > 0) resources[DISK_RESOURCE] = group.node.diskGb;
   return [
-    'start',
     '--address',
     config.ray.address,
     '--node-ip-address',
@@ -89,6 +101,21 @@ export function nodeTempDir(config: StackConfig, name: string): string {
 /** How long a local node may take to join Ray before its start counts as failed. */
 export const LOCAL_NODE_JOIN_TIMEOUT_MS = 90_000;
 
+/**
+ * Runs `ray start <args>` with its output in `logFile`, as the leader of a
+ * process group of its own (so that `stopGroup` stops the whole node).
+ */
+export type RayStartLauncher = (args: string[], logFile: string) => Promise<DetachedProcess>;
+
+/** The plain way: the `ray` CLI of the stack's virtualenv, one process per start. */
+export function rayCliLauncher(config: StackConfig): RayStartLauncher {
+  return async (args, logFile) =>
+    spawnDetached(path.join(config.venvBin, 'ray'), ['start', ...args], {
+      logFile,
+      env: rayProcessEnv(config),
+    });
+}
+
 /** A fresh node name: the group's name and a unique suffix (a caller that queues a start names the node up front). */
 export function newLocalNodeName(group: NodeGroup): string {
   return `${group.name}-${Date.now().toString(36)}-${Math.floor(Math.random() * 1e6).toString(36)}`;
@@ -105,12 +132,13 @@ export async function startLocalNode(
   group: NodeGroup,
   timeoutMs = LOCAL_NODE_JOIN_TIMEOUT_MS,
   name = newLocalNodeName(group),
+  launch: RayStartLauncher = rayCliLauncher(config),
 ): Promise<LocalNodeRecord & { nodeId: string }> {
   const agentPort = await freePort();
-  const proc = spawnDetached(path.join(config.venvBin, 'ray'), rayStartArgs(config, group, name, agentPort), {
-    logFile: path.join(config.logDir, `ray-node-${name}.log`),
-    env: rayProcessEnv(config),
-  });
+  const proc = await launch(
+    rayStartArgs(config, group, name, agentPort),
+    path.join(config.logDir, `ray-node-${name}.log`),
+  );
   const record: LocalNodeRecord = { name, group: group.name, pid: proc.pid, startedAt: Date.now() };
   fs.mkdirSync(nodesDir(config), { recursive: true });
   fs.writeFileSync(path.join(nodesDir(config), `${name}.json`), JSON.stringify(record));

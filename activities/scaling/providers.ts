@@ -18,6 +18,12 @@ export interface KubeRaySettings {
 
 export interface NodeProviders {
   providerFor(group: NodeGroup): NodeProvider;
+  /**
+   * Resolves once node starts run at full speed. The local node launcher is
+   * started by the autoscaler's first look at a local group; this starts it
+   * now, for a caller that must not measure its start-up.
+   */
+  warmedUp(): Promise<void>;
   /** Lets starts and stops under way finish. */
   close(): Promise<void>;
 }
@@ -54,6 +60,7 @@ export async function createNodeProviders(options: {
         `node group "${group.name}" uses the kuberay provider, which this worker has not configured: set PANTHEON_KUBERAY_CLUSTER (and PANTHEON_KUBERAY_NAMESPACE)`,
       );
     },
+    warmedUp: () => local.warmedUp(),
     close: () => local.close(),
   };
 }

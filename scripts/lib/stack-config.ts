@@ -67,12 +67,12 @@ export function loadNodeGroups(file: string): NodeGroupsConfig {
   return parsed.data;
 }
 
-/** The environment every Ray process of the local stack gets. */
 /** The Qdrant agent memory lives in: QDRANT_URL when set (a real Qdrant), else the stack's own. */
 export function memoryQdrantUrl(config: StackConfig): string {
   return process.env.QDRANT_URL || config.qdrant.url;
 }
 
+/** The environment every Ray process of the local stack gets. */
 export function rayProcessEnv(config: StackConfig): NodeJS.ProcessEnv {
   return {
     ...process.env,
