@@ -77,6 +77,8 @@ export class RayBridge {
 
   async close(): Promise<void> {
     this.closed = true;
+    // A start under way would otherwise leave its process running, unowned, once ready.
+    await this.starting?.catch(() => undefined);
     const child = this.child;
     if (!child || child.exitCode !== null) return;
     const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));

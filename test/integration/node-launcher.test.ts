@@ -111,3 +111,28 @@ test('when the launcher cannot run, the node starts through the ray CLI', async 
   await stopLocalNode(stack, name);
   expect(isAlive(node.pid)).toBe(false);
 }, 180_000);
+
+test('a launcher closed while it is still starting does not outlive its close', async () => {
+  const launcher = new LocalNodeLauncher(stack, logger);
+  launcher.warmUp(); // the import takes about a second: close() comes while it runs
+  await launcher.close();
+  expect(launcherProcessesOf(process.pid)).toEqual([]);
+}, 60_000);
+
+/** Node launcher processes whose parent is `ppid`. */
+function launcherProcessesOf(ppid: number): number[] {
+  return fs
+    .readdirSync('/proc')
+    .filter((entry) => /^\d+$/.test(entry))
+    .filter((entry) => {
+      try {
+        return (
+          fs.readFileSync(`/proc/${entry}/cmdline`, 'utf8').includes('pantheon_runtime.node_launcher') &&
+          parentAndGroup(Number(entry)).ppid === ppid
+        );
+      } catch {
+        return false; // ended while we looked
+      }
+    })
+    .map(Number);
+}
