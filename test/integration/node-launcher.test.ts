@@ -4,7 +4,8 @@
  * CLI would start: Ray lists it with its group's labels and resources, it leads
  * a process group of its own (how nodes are stopped), and once stopped it is
  * gone, not a zombie of the launcher. A malformed request is refused, naming
- * the field; a launcher that cannot run leaves node starts to the CLI.
+ * the field; a launcher that cannot run leaves node starts to the CLI; and a
+ * launcher closed while it starts does not outlive its close.
  */
 import * as fs from 'node:fs';
 import { listRayNodes } from '../../activities/ray/cluster-state';
