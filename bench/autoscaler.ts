@@ -36,6 +36,7 @@ import { Client, Connection } from '@temporalio/client';
 import { bundleWorkflowCode } from '@temporalio/worker';
 import { listLocalNodes, startLocalNode, stopLocalNode } from '../activities/scaling/local-ray-nodes';
 import { readRayClusterState, type RayNodeState } from '../activities/scaling/ray-cluster';
+import { endRunningAutoscalers } from '../scripts/lib/autoscalers';
 import { waitFor } from '../scripts/lib/processes';
 import { loadNodeGroups, loadStackConfig, REPO_ROOT, type StackConfig } from '../scripts/lib/stack-config';
 import { stackDown, stackIsUp, stackUp } from '../scripts/stack';
@@ -130,12 +131,17 @@ export async function runAutoscalerBench(
     for (const node of listLocalNodes(stack, group.name)) await stopLocalNode(stack, node.name);
   };
   await stopAll();
+  const connection = await Connection.connect({ address: config.temporal.address });
+  const client = new Client({ connection, namespace: config.temporal.namespace });
+  // Before this worker polls: a loop left running on the stack would run its ticks here, on this
+  // worker's groups, and two loops scaling one group measure neither (one left by `npm start` once
+  // took the group to 6 nodes of a maximum of 3).
+  const ended = await endRunningAutoscalers(client, 'an autoscaler benchmark is starting on this stack');
+  if (ended.length > 0) log(`ended running autoscaler(s) first: ${ended.join(', ')}`);
   const worker: PantheonWorker = await createPantheonWorker(config, logger, {
     workflowBundlePath: bundlePath,
   });
   const workerDone = worker.run();
-  const connection = await Connection.connect({ address: config.temporal.address });
-  const client = new Client({ connection, namespace: config.temporal.namespace });
   const groupNodes = async (): Promise<RayNodeState[]> =>
     (await readRayClusterState(worker.bridge)).nodes.filter((n) => n.labels[NODE_GROUP_LABEL] === group.name);
   const waitEmpty = () =>

@@ -7,27 +7,16 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { buildWorkflowBundle } from '../../scripts/build-workflow-bundle';
+import { endRunningAutoscalers } from '../../scripts/lib/autoscalers';
 import { loadStackConfig } from '../../scripts/lib/stack-config';
 import { stackDown, stackIsUp, stackUp } from '../../scripts/stack';
 import { Client, Connection } from '@temporalio/client';
 
-/**
- * The dev server keeps workflows in its file, so an autoscaler left running by
- * `npm start` on a shared stack, or by a test run that was killed, would wake
- * up with the tests' workers and resize the node groups the tests measure.
- * Tests start their own autoscalers; every other one is ended first.
- */
+/** Tests start their own autoscalers; every other one is ended first (see scripts/lib/autoscalers.ts). */
 async function endLeftoverAutoscalers(address: string): Promise<void> {
   const connection = await Connection.connect({ address });
   try {
-    const client = new Client({ connection });
-    for await (const wf of client.workflow.list({
-      query: `WorkflowType = 'autoscaler' AND ExecutionStatus = 'Running'`,
-    }))
-      await client.workflow
-        .getHandle(wf.workflowId)
-        .terminate('a test run is starting on this stack')
-        .catch(() => undefined); // ended meanwhile
+    await endRunningAutoscalers(new Client({ connection }), 'a test run is starting on this stack');
   } finally {
     await connection.close();
   }
