@@ -44,8 +44,6 @@ export interface LocalProviderOptions {
   joinTimeoutMs?: number;
   /** The most nodes that may be starting at once (default 3); fewer after failed starts. */
   maxStartConcurrency?: number;
-  /** Who runs `ray start` (default: a node launcher of this provider's own). */
-  launcher?: LocalNodeLauncher;
 }
 
 export class LocalNodeProvider implements NodeProvider {
@@ -75,8 +73,7 @@ export class LocalNodeProvider implements NodeProvider {
     this.joinTimeoutMs = options.joinTimeoutMs ?? LOCAL_NODE_JOIN_TIMEOUT_MS;
     this.maxStartConcurrency = options.maxStartConcurrency ?? 3;
     this.startConcurrency = this.maxStartConcurrency;
-    this.launcher =
-      options.launcher ?? new LocalNodeLauncher(stack, logger.child({ component: 'node-launcher' }));
+    this.launcher = new LocalNodeLauncher(stack, logger.child({ component: 'node-launcher' }));
   }
 
   async listNodes(group: NodeGroup): Promise<ProviderNode[]> {
