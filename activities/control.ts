@@ -3,7 +3,7 @@
  * workflow needs to plan, read once and recorded in its history (so replay
  * sees the same plan even if the config file changes later).
  */
-import type { NodeGroup } from '../workflows/schemas/node-groups';
+import type { NodeGroup } from '../core/schemas/node-groups';
 
 export interface PlacementContext {
   nodeGroups: NodeGroup[];

@@ -6,15 +6,15 @@
 import { Client, WorkflowNotFoundError } from '@temporalio/client';
 import type { Logger } from 'pino';
 import { z } from 'zod';
-import { type AgentRunObservation, agentRunObservationSchema } from '../workflows/agent-performance-stats';
+import { type AgentRunObservation, agentRunObservationSchema } from '../core/agent-performance-stats';
 import {
   AGENT_PERFORMANCE_WORKFLOW_TYPE,
   agentPerformanceQuery,
   agentPerformanceWorkflowId,
   agentRunObservedSignal,
-} from '../workflows/agent-performance-messages';
-import type { AgentPerformanceSummary } from '../workflows/schemas/pipeline-spec';
-import { PIPELINE_TASK_QUEUE } from '../workflows/task-queues';
+} from '../core/messages/agent-performance';
+import type { AgentPerformanceSummary } from '../core/schemas/pipeline-spec';
+import { PIPELINE_TASK_QUEUE } from '../core/task-queues';
 
 const reprioritizeInputSchema = z
   .object({

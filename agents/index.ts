@@ -1,17 +1,19 @@
 /**
- * Code-defined agents and pipelines. Workflow-safe: workflows/index.ts
- * re-exports the pipelines so the worker registers them, and the CLI lists them.
+ * This deployment: the agents it knows (what a JSON spec's `agent` field and
+ * code pipelines may use) and the code-defined pipelines it declares. Listed
+ * once, here: the worker's workflow registry (agents/workflows.ts) and the
+ * CLI's catalog are both derived from these lists. Add your own agents and
+ * pipelines here; they are compiled into the workflow bundle, so a change
+ * ships with a worker deploy.
  */
-export { AgentCatalog, defineAgent, type AgentDefinition } from './define';
-export { agentCatalog } from './catalog';
-export * as exampleAgents from './examples/agents';
-export { batchScoring } from './examples/batch-scoring';
-export { researchReport } from './examples/research-report';
-export { ticketTriage } from './examples/ticket-triage';
-
+import { AgentCatalog } from '../core/agents';
+import { EXAMPLE_AGENTS } from './examples/agents';
 import { batchScoring } from './examples/batch-scoring';
 import { researchReport } from './examples/research-report';
 import { ticketTriage } from './examples/ticket-triage';
 
-/** Every code-defined pipeline, by name. */
-export const codePipelines = [researchReport, ticketTriage, batchScoring];
+export * as exampleAgents from './examples/agents';
+
+export const agentCatalog = new AgentCatalog([...EXAMPLE_AGENTS]);
+
+export const codePipelines = [researchReport, ticketTriage, batchScoring] as const;

@@ -9,9 +9,9 @@ import {
   simulate,
   type LoadPattern,
   type SimulationOptions,
-} from '../activities/scaling/simulate';
-import type { PolicySettings } from '../activities/scaling/policy-types';
-import { nodeGroupSchema } from '../workflows/schemas/node-groups';
+} from '../core/autoscaling/simulate';
+import type { PolicySettings } from '../core/autoscaling/policy-types';
+import { nodeGroupSchema } from '../core/schemas/node-groups';
 
 const MINUTE = 60_000;
 

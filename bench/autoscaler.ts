@@ -24,7 +24,7 @@
  *
  *     npx tsx bench/autoscaler.ts [--quick]
  *
- * Uses the stack of the environment (scripts/lib/stack-config.ts), starting it
+ * Uses the stack of the environment (stack/config.ts), starting it
  * if it is not up (and stopping it again). Prints one JSON object on stdout.
  * `runAutoscalerBench` is the same run for another benchmark to call.
  */
@@ -34,19 +34,19 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { Client, Connection } from '@temporalio/client';
 import { bundleWorkflowCode } from '@temporalio/worker';
-import { listLocalNodes, startLocalNode, stopLocalNode } from '../activities/scaling/local-ray-nodes';
+import { listLocalNodes, startLocalNode, stopLocalNode } from '../stack/ray-nodes';
 import { readRayClusterState, type RayNodeState } from '../activities/scaling/ray-cluster';
-import { endRunningAutoscalers } from '../scripts/lib/autoscalers';
-import { waitFor } from '../scripts/lib/processes';
-import { loadNodeGroups, loadStackConfig, REPO_ROOT, type StackConfig } from '../scripts/lib/stack-config';
-import { stackDown, stackIsUp, stackUp } from '../scripts/stack';
+import { endRunningAutoscalers } from '../stack/autoscalers';
+import { waitFor } from '../stack/processes';
+import { loadNodeGroups, loadStackConfig, REPO_ROOT, type StackConfig } from '../stack/config';
+import { stackDown, stackIsUp, stackUp } from '../stack/local-stack';
 import { loadWorkerConfig } from '../workers/config';
 import { createLogger } from '../workers/logger';
 import { createPantheonWorker, type PantheonWorker } from '../workers/pantheon-worker';
-import type { AutoscalerInputRaw } from '../workflows/schemas/autoscaler';
-import { NODE_GROUP_LABEL } from '../workflows/schemas/node-groups';
-import type { PipelineResult } from '../workflows/schemas/pipeline-spec';
-import { PIPELINE_TASK_QUEUE } from '../workflows/task-queues';
+import type { AutoscalerInputRaw } from '../core/schemas/autoscaler';
+import { NODE_GROUP_LABEL } from '../core/schemas/node-groups';
+import type { PipelineResult } from '../core/schemas/pipeline-spec';
+import { PIPELINE_TASK_QUEUE } from '../core/task-queues';
 
 const GROUPS_FILE = path.join(REPO_ROOT, 'bench', 'autoscaler-node-groups.json');
 const SLEEP = 'pantheon_tasks.testkit:sleep';
@@ -113,7 +113,7 @@ export async function runAutoscalerBench(
   const bundlePath = path.join(os.tmpdir(), `pantheon-bench-autoscaler-${process.pid}.js`);
   const noop = () => undefined;
   const bundle = await bundleWorkflowCode({
-    workflowsPath: path.join(REPO_ROOT, 'workflows'),
+    workflowsPath: path.join(REPO_ROOT, 'agents', 'workflows.ts'),
     logger: { trace: noop, debug: noop, info: noop, warn: noop, error: console.error, log: noop },
   });
   fs.writeFileSync(bundlePath, bundle.code);

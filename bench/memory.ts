@@ -22,7 +22,7 @@ import { performance } from 'node:perf_hooks';
 import { buildReadFilter } from '../activities/memory/filters';
 import { memoryPointId } from '../activities/memory/point-id';
 import { createQdrantClient, MemoryStore } from '../activities/memory/store';
-import type { MemoryScope } from '../workflows/schemas/memory';
+import type { MemoryScope } from '../core/schemas/memory';
 
 export interface MemoryBenchOptions {
   url: string;

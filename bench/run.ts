@@ -4,7 +4,7 @@
  * measures and how to read the table.
  *
  * The stack is the one `scripts/stack.ts` describes (ports and state folder
- * from the environment, scripts/lib/stack-config.ts); it is started if it is
+ * from the environment, stack/config.ts); it is started if it is
  * not up, and then stopped again at the end. Results go to bench/results/
  * (one JSON and one Markdown file per run); the last line printed is one JSON
  * object with the headline figures (a contract for tools outside the project).
@@ -17,13 +17,13 @@ import { pathToFileURL } from 'node:url';
 import { Client, Connection } from '@temporalio/client';
 import type { Duration } from '@temporalio/common';
 import { bundleWorkflowCode } from '@temporalio/worker';
-import { buildWorkflowBundle } from '../scripts/build-workflow-bundle';
-import { waitFor } from '../scripts/lib/processes';
-import { loadStackConfig, REPO_ROOT, type StackConfig } from '../scripts/lib/stack-config';
-import { stackDown, stackIsUp, stackUp, startDispatcherHost } from '../scripts/stack';
-import { listLocalNodes } from '../activities/scaling/local-ray-nodes';
-import type { PipelineResult, PipelineSpecInput } from '../workflows/schemas/pipeline-spec';
-import { PIPELINE_TASK_QUEUE } from '../workflows/task-queues';
+import { buildWorkflowBundle } from '../stack/workflow-bundle';
+import { waitFor } from '../stack/processes';
+import { loadStackConfig, REPO_ROOT, type StackConfig } from '../stack/config';
+import { stackDown, stackIsUp, stackUp, startDispatcherHost } from '../stack/local-stack';
+import { listLocalNodes } from '../stack/ray-nodes';
+import type { PipelineResult, PipelineSpecInput } from '../core/schemas/pipeline-spec';
+import { PIPELINE_TASK_QUEUE } from '../core/task-queues';
 import { BARE_WORKFLOW_QUEUE } from './bare/workflows';
 import { runToEnd, startChild, type BenchChild } from './lib/children';
 import { cpuSnapshot, machineInfo, type MachineInfo } from './lib/machine';

@@ -14,6 +14,7 @@ import globalSetup from '../test/helpers/global-setup';
 import { recordFigures } from '../test/helpers/figures';
 import { startTestEnv } from '../test/helpers/test-env';
 import { workerKillRound } from '../test/helpers/worker-kill-round';
+import { describeZodError } from '../core/issues';
 
 const settings = z
   .object({
@@ -24,8 +25,7 @@ const settings = z
 
 async function main(): Promise<number> {
   if (!settings.success) {
-    const issue = settings.error.issues[0];
-    throw new Error(`invalid ${issue?.path.join('.')}: ${issue?.message}`);
+    throw new Error(`invalid ${describeZodError(settings.error)}`);
   }
   const { PANTHEON_SOAK_ROUNDS: rounds, PANTHEON_SOAK_DELAY_SECONDS: delay } = settings.data;
   await globalSetup();

@@ -1,5 +1,5 @@
 /** Plain-text rendering of pipeline state for the CLI: durations, tables, the usage report. */
-import type { PipelineResult, StepResult } from '../workflows/schemas/pipeline-spec';
+import type { PipelineResult, StepResult } from '../core/schemas/pipeline-spec';
 
 export function duration(ms: number | undefined): string {
   if (ms === undefined) return '—';

@@ -5,8 +5,8 @@
 import { memoryConfigFromEnv } from '../activities/memory/config';
 import { MemoryInputError } from '../activities/memory/errors';
 import { openMemoryStore } from '../activities/memory/store';
-import { loadStackConfig, memoryQdrantUrl } from '../scripts/lib/stack-config';
-import type { MemoryScope } from '../workflows/schemas/memory';
+import { loadStackConfig, memoryQdrantUrl } from '../stack/config';
+import type { MemoryScope } from '../core/schemas/memory';
 import { table } from './format';
 import { UsageError } from './targets';
 

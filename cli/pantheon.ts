@@ -13,10 +13,10 @@
 import * as crypto from 'node:crypto';
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { WorkflowFailedError, type Client, type WorkflowHandle } from '@temporalio/client';
-import { progressQuery } from '../workflows/pipeline-messages';
-import type { PipelineResult } from '../workflows/schemas/pipeline-spec';
+import { progressQuery } from '../core/messages/pipeline';
+import type { PipelineResult } from '../core/schemas/pipeline-spec';
 import { connectClient } from './client';
-import { MEMORY_SCOPES } from '../workflows/schemas/memory';
+import { MEMORY_SCOPES } from '../core/schemas/memory';
 import { duration, header, stepsTable, table, usageTable } from './format';
 import { searchMemory, type MemorySearchOptions } from './memory';
 import { PipelineProgressView } from './progress-view';

@@ -6,7 +6,7 @@
  * without pretending to know.
  */
 import { MultiBar, Presets, type SingleBar } from 'cli-progress';
-import type { PipelineResult, StepResult, StepStatus } from '../workflows/schemas/pipeline-spec';
+import type { PipelineResult, StepResult, StepStatus } from '../core/schemas/pipeline-spec';
 import { duration, stepTimes } from './format';
 
 const FINAL: ReadonlySet<StepStatus> = new Set(['succeeded', 'failed', 'skipped', 'cancelled']);

@@ -3,13 +3,14 @@
  * code-defined pipeline by name. Both are validated here, before anything
  * is started, with errors that name the field.
  */
+import { describeIssues, describeZodError } from '../core/issues';
 import * as fs from 'node:fs';
 import type { WorkflowStartOptions } from '@temporalio/client';
 import { z } from 'zod';
 import { codePipelines } from '../agents';
-import { describeIssues, formatPath, parsePipelineSpec } from '../workflows/dag';
-import { PIPELINE_TASK_QUEUE } from '../workflows/task-queues';
-import { fairnessKeyOf } from '../workflows/pipeline-run';
+import { parsePipelineSpec } from '../core/dag';
+import { PIPELINE_TASK_QUEUE } from '../core/task-queues';
+import { fairnessKeyOf } from '../workflows/pipeline/run';
 
 export class UsageError extends Error {
   override name = 'UsageError';
@@ -64,7 +65,7 @@ function startOptions(
 }
 
 export function listCodePipelines(): { name: string; description: string }[] {
-  return codePipelines.map((p) => ({ name: p.pipeline.name, description: p.pipeline.description }));
+  return codePipelines.map((p) => ({ name: p.name, description: p.description }));
 }
 
 export function planRun(target: string, options: RunOptions): StartPlan {
@@ -99,17 +100,14 @@ export function planRun(target: string, options: RunOptions): StartPlan {
     };
   }
 
-  const pipeline = codePipelines.find(
-    (p) => p.pipeline.name === target || p.pipeline.workflowType === target,
-  );
+  const pipeline = codePipelines.find((p) => p.name === target || p.workflowType === target);
   if (!pipeline) {
     const known = listCodePipelines()
       .map((p) => p.name)
       .join(', ');
     throw new UsageError(`"${target}" is neither a spec file nor a pipeline (pipelines: ${known})`);
   }
-  if (options.project === undefined)
-    throw new UsageError(`--project is required to run ${pipeline.pipeline.name}`);
+  if (options.project === undefined) throw new UsageError(`--project is required to run ${pipeline.name}`);
   const rawInput =
     options.inputFile !== undefined
       ? readJson(options.inputFile, 'input file')
@@ -122,20 +120,13 @@ export function planRun(target: string, options: RunOptions): StartPlan {
             }
           })()
         : {};
-  const input = (pipeline.pipeline.input as z.ZodType).safeParse(rawInput);
+  const input = (pipeline.input as z.ZodType).safeParse(rawInput);
   if (!input.success)
-    throw new UsageError(
-      `invalid input for ${pipeline.pipeline.name}: ${describeIssues(
-        input.error.issues.map((i) => ({
-          path: `input.${formatPath(i.path)}`.replace(/\.$/, ''),
-          message: i.message,
-        })),
-      )}`,
-    );
+    throw new UsageError(`invalid input for ${pipeline.name}: ${describeZodError(input.error, 'input')}`);
   const priority = options.priority ?? 3;
   return {
-    workflowType: pipeline.pipeline.workflowType,
-    name: pipeline.pipeline.name,
+    workflowType: pipeline.workflowType,
+    name: pipeline.name,
     project: options.project,
     priority,
     args: [
@@ -148,11 +139,11 @@ export function planRun(target: string, options: RunOptions): StartPlan {
       },
     ],
     options: startOptions(
-      pipeline.pipeline.name,
+      pipeline.name,
       options.project,
       priority,
       options.user,
-      `${pipeline.pipeline.name} for ${options.project}, priority ${priority}: ${pipeline.pipeline.description}`,
+      `${pipeline.name} for ${options.project}, priority ${priority}: ${pipeline.description}`,
     ),
   };
 }

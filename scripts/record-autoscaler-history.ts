@@ -7,9 +7,9 @@
 import { execFileSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { REPO_ROOT } from './lib/stack-config';
-import { pauseSignal, resumeSignal, statusQuery, stopSignal } from '../workflows/autoscaler';
-import { PIPELINE_TASK_QUEUE } from '../workflows/task-queues';
+import { REPO_ROOT } from '../stack/config';
+import { pauseSignal, resumeSignal, statusQuery, stopSignal } from '../workflows/autoscaler/autoscaler';
+import { PIPELINE_TASK_QUEUE } from '../core/task-queues';
 import { startTestEnv, uniqueId, waitUntil } from '../test/helpers/test-env';
 
 async function main(): Promise<void> {

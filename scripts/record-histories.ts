@@ -13,14 +13,14 @@ import { execFileSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import type { WorkflowHandle } from '@temporalio/client';
-import { loadStackConfig, REPO_ROOT } from './lib/stack-config';
-import { agentPerformanceWorkflowId } from '../workflows/agent-performance-messages';
+import { loadStackConfig, REPO_ROOT } from '../stack/config';
+import { agentPerformanceWorkflowId } from '../core/messages/agent-performance';
 import {
   addStepUpdate,
   cancelStepUpdate,
   setPriorityUpdate,
   setStepResourcesUpdate,
-} from '../workflows/pipeline-messages';
+} from '../core/messages/pipeline';
 import { startTestEnv, waitUntil, type TestEnv } from '../test/helpers/test-env';
 
 const OUT_DIR = path.join(REPO_ROOT, 'test', 'replay', 'histories');

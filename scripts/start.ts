@@ -12,11 +12,11 @@ import { Command } from 'commander';
 import { loadWorkerConfig } from '../workers/config';
 import { createLogger } from '../workers/logger';
 import { createPantheonWorker } from '../workers/pantheon-worker';
-import { AUTOSCALER_WORKFLOW_ID } from '../workflows/schemas/autoscaler';
-import type { PipelineResult } from '../workflows/schemas/pipeline-spec';
-import { PIPELINE_TASK_QUEUE } from '../workflows/task-queues';
-import { loadStackConfig, REPO_ROOT } from './lib/stack-config';
-import { stackDown, stackIsUp, stackUp } from './stack';
+import { AUTOSCALER_WORKFLOW_ID } from '../core/schemas/autoscaler';
+import type { PipelineResult } from '../core/schemas/pipeline-spec';
+import { PIPELINE_TASK_QUEUE } from '../core/task-queues';
+import { loadStackConfig, REPO_ROOT } from '../stack/config';
+import { stackDown, stackIsUp, stackUp } from '../stack/local-stack';
 
 const say = (line: string) => process.stdout.write(`${line}\n`);
 

@@ -9,7 +9,8 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { z } from 'zod';
-import { DEFAULT_ALLOWED_TASK_PACKAGES } from '../workflows/schemas/task-ref';
+import { DEFAULT_ALLOWED_TASK_PACKAGES } from '../core/schemas/task-ref';
+import { describeZodError } from '../core/issues';
 
 const REPO_ROOT = path.resolve(__dirname, '..');
 
@@ -90,8 +91,7 @@ export class ConfigError extends Error {
 export function loadWorkerConfig(env: NodeJS.ProcessEnv = process.env) {
   const parsed = workerEnvSchema.safeParse(env);
   if (!parsed.success) {
-    const issue = parsed.error.issues[0];
-    throw new ConfigError(`invalid environment variable ${issue?.path.join('.')}: ${issue?.message}`);
+    throw new ConfigError(`invalid environment variable ${describeZodError(parsed.error)}`);
   }
   const e = parsed.data;
   const tlsFiles = e.TEMPORAL_TLS_CLIENT_CERT_PATH || e.TEMPORAL_TLS_CLIENT_KEY_PATH;

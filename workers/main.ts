@@ -14,7 +14,7 @@ import { createPantheonWorker } from './pantheon-worker';
 
 function prebuiltBundle(): string {
   if (process.env.PANTHEON_WORKFLOW_BUNDLE) return process.env.PANTHEON_WORKFLOW_BUNDLE;
-  const script = path.join(__dirname, '..', 'scripts', 'build-workflow-bundle.ts');
+  const script = path.join(__dirname, '..', 'stack', 'workflow-bundle.ts');
   const out = path.join(__dirname, '..', '.state', 'workflow-bundle.worker.js');
   execFileSync(process.execPath, [require.resolve('tsx/cli'), script, out], {
     stdio: ['ignore', 'ignore', 'inherit'],

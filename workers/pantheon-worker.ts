@@ -12,17 +12,18 @@ import {
   createPipelineControlActivities,
   createRayTaskActivities,
 } from '../activities';
-import { RayBridge } from '../activities/ray/bridge-client';
+import { PythonHelper } from '../stack/python-helper';
+import { DispatcherClient } from '../activities/ray/dispatcher-client';
 import { createRayJobActivities } from '../activities/ray/job-step';
 import { workflowClosedCheck } from '../activities/ray/workflow-liveness';
-import { listRayNodes } from '../activities/ray/cluster-state';
+import { listRayNodes } from '../stack/ray-cluster-state';
 import { memoryConfigFromEnv } from '../activities/memory/config';
 import { createMemoryActivities, lazyMemoryStore } from '../activities/memory/memory-activities';
 import { createAutoscalerActivities } from '../activities/scaling/activities';
 import { AutoscalerMetrics } from '../activities/scaling/metrics';
 import { createNodeProviders, type NodeProviders } from '../activities/scaling/providers';
-import { loadNodeGroups, loadStackConfig, memoryQdrantUrl } from '../scripts/lib/stack-config';
-import { PIPELINE_TASK_QUEUE, nodeGroupTaskQueue } from '../workflows/task-queues';
+import { loadNodeGroups, loadStackConfig, memoryQdrantUrl } from '../stack/config';
+import { PIPELINE_TASK_QUEUE, nodeGroupTaskQueue } from '../core/task-queues';
 import type { WorkerConfig } from './config';
 import { installSdkLogging } from './logger';
 import { startMetricsServer, type MetricsServer } from './metrics-server';
@@ -30,7 +31,7 @@ import { groupCpuCapacity, RayCapacitySlotSupplier } from './ray-capacity-slots'
 import { stepStartNotifier } from './step-start-notifier';
 
 export interface PantheonWorker {
-  bridge: RayBridge;
+  bridge: PythonHelper;
   capacity: Map<string, RayCapacitySlotSupplier>;
   /** The node providers the autoscaler's activities use. */
   nodeProviders: NodeProviders;
@@ -64,7 +65,7 @@ export async function createPantheonWorker(
     apiKey: config.temporal.apiKey,
   });
   const client = new Client({ connection: clientConnection, namespace: config.temporal.namespace });
-  const bridge = new RayBridge({
+  const bridge = new PythonHelper({
     python: config.python,
     rayTasksDir: config.rayTasksDir,
     rayAddress: config.ray.address,
@@ -99,7 +100,7 @@ export async function createPantheonWorker(
 
   const workflowSource: Partial<WorkerOptions> = options.workflowBundlePath
     ? { workflowBundle: { codePath: options.workflowBundlePath } }
-    : { workflowsPath: require.resolve('../workflows') };
+    : { workflowsPath: require.resolve('../agents/workflows') };
   const pipelineWorker = await Worker.create({
     connection,
     namespace: config.temporal.namespace,
@@ -125,7 +126,7 @@ export async function createPantheonWorker(
   });
 
   const rayActivities = createRayTaskActivities(
-    bridge,
+    new DispatcherClient(bridge),
     {
       allowedTaskPackages: config.allowedTaskPackages,
       maxResultBytes: config.maxResultBytes,

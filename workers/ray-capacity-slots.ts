@@ -7,8 +7,8 @@
  */
 import type { ActivitySlotInfo, CustomSlotSupplier, SlotPermit } from '@temporalio/worker';
 import type { Logger } from 'pino';
-import { NODE_GROUP_LABEL } from '../workflows/schemas/node-groups';
-import type { RayNode } from '../activities/ray/cluster-state';
+import { NODE_GROUP_LABEL } from '../core/schemas/node-groups';
+import type { RayNode } from '../stack/ray-cluster-state';
 
 export function groupCpuCapacity(nodes: readonly RayNode[], group: string): number {
   return nodes

@@ -19,7 +19,7 @@
 import type { Client } from '@temporalio/client';
 import type { ActivityInterceptorsFactory } from '@temporalio/worker';
 import type { Logger } from 'pino';
-import { stepAttemptStartedSignal } from '../workflows/pipeline-messages';
+import { stepAttemptStartedSignal } from '../core/messages/pipeline';
 
 /** Step activities carry ids of this shape (stepActivityId); other activities are left alone. */
 const STEP_ACTIVITY_ID = /^step:/;

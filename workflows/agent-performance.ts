@@ -21,10 +21,10 @@ import {
   observeRun,
   summarizePerformance,
   type AgentPerformanceState,
-} from './agent-performance-stats';
-import { agentPerformanceQuery, agentRunObservedSignal } from './agent-performance-messages';
+} from '../core/agent-performance-stats';
+import { agentPerformanceQuery, agentRunObservedSignal } from '../core/messages/agent-performance';
 
-export { agentPerformanceQuery, agentRunObservedSignal } from './agent-performance-messages';
+export { agentPerformanceQuery, agentRunObservedSignal } from '../core/messages/agent-performance';
 
 /** Keeps the history short enough to replay quickly, well before Temporal would suggest it. */
 export const OBSERVATIONS_PER_RUN = 1000;

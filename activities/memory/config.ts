@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { describeZodError } from '../../core/issues';
 
 // Unset and empty environment variables both mean "use the default".
 const unsetIfEmpty = (value: unknown) => (value === '' ? undefined : value);
@@ -46,8 +47,7 @@ export interface MemoryConfig {
 export function memoryConfigFromEnv(env: NodeJS.ProcessEnv = process.env): MemoryConfig {
   const parsed = envSchema.safeParse(env);
   if (!parsed.success) {
-    const problems = parsed.error.issues.map((issue) => `${issue.path.join('.')} ${issue.message}`);
-    throw new Error(`invalid memory configuration: ${problems.join('; ')}`);
+    throw new Error(`invalid memory configuration: ${describeZodError(parsed.error)}`);
   }
   const vars = parsed.data;
   return {

@@ -1,10 +1,7 @@
 import type { z } from 'zod';
+import { describeIssues, issuesOf, type Issue } from '../../core/issues';
 
-export interface MemoryInputIssue {
-  /** Dotted path of the offending field, e.g. `memories.0.text`. */
-  path: string;
-  message: string;
-}
+export type MemoryInputIssue = Issue;
 
 /** Bad input to a memory operation. Nothing was read or written. Retrying does not help. */
 export class MemoryInputError extends Error {
@@ -14,16 +11,11 @@ export class MemoryInputError extends Error {
     readonly operation: string,
     readonly issues: MemoryInputIssue[],
   ) {
-    super(
-      `invalid ${operation} input: ${issues.map((i) => `${i.path || '(input)'} ${i.message}`).join('; ')}`,
-    );
+    super(`invalid ${operation} input: ${describeIssues(issues)}`);
   }
 
   static fromZod(operation: string, error: z.ZodError): MemoryInputError {
-    return new MemoryInputError(
-      operation,
-      error.issues.map((issue) => ({ path: issue.path.map(String).join('.'), message: issue.message })),
-    );
+    return new MemoryInputError(operation, issuesOf(error));
   }
 }
 

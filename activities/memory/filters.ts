@@ -1,5 +1,5 @@
 import type { Schemas } from '@qdrant/js-client-rest';
-import type { MemoryScope } from '../../workflows/schemas/memory';
+import type { MemoryScope } from '../../core/schemas/memory';
 
 type Filter = Schemas['Filter'];
 type Condition = Schemas['Condition'];

@@ -6,8 +6,8 @@ import type {
   RecallMemoryResult,
   RetainMemoryInput,
   RetainMemoryResult,
-} from '../../workflows/schemas/memory';
-import { memoryConfigFromEnv, type MemoryConfig } from './config';
+} from '../../core/schemas/memory';
+import type { MemoryConfig } from './config';
 import { MemoryConfigError, MemoryInputError } from './errors';
 import { openMemoryStore, type MemoryStore } from './store';
 
@@ -70,6 +70,3 @@ export function lazyMemoryStore(config: () => MemoryConfig): () => Promise<Memor
     return store;
   };
 }
-
-/** The store configured from the environment (QDRANT_URL, QDRANT_API_KEY, PANTHEON_MEMORY_*). */
-export const defaultMemoryStore = lazyMemoryStore(() => memoryConfigFromEnv());

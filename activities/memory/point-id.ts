@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import type { MemoryScope } from '../../workflows/schemas/memory';
+import type { MemoryScope } from '../../core/schemas/memory';
 
 /** Namespace of memory point ids (a fixed random UUID; changing it re-keys every memory). */
 export const MEMORY_ID_NAMESPACE = '2f0b6c1e-8d4a-4c55-9a3e-6b7f1d2e9c40';

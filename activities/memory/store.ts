@@ -17,7 +17,7 @@ import {
   type RetainMemoryInput,
   type RetainMemoryResult,
   type SearchProjectMemoryInput,
-} from '../../workflows/schemas/memory';
+} from '../../core/schemas/memory';
 import type { MemoryConfig, RetentionPolicy } from './config';
 import { EMBEDDER_NAME_PATTERN, HashNgramEmbedder, type Embedder } from './embedder';
 import { MemoryConfigError, MemoryInputError } from './errors';

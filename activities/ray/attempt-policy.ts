@@ -18,7 +18,7 @@
  *   with, up to a cap; at the cap it fails for good, with a message that says
  *   so. Memory never shrinks from one attempt to the next.
  */
-import type { Resources } from '../../workflows/schemas/resources';
+import type { Resources } from '../../core/schemas/resources';
 
 export const FAILURE_KINDS = [
   'application',

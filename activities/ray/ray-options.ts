@@ -1,7 +1,7 @@
 /**
  * Step resources → Ray task options, one to one. Pure.
  */
-import { DISK_RESOURCE, type Resources } from '../../workflows/schemas/resources';
+import { DISK_RESOURCE, type Resources } from '../../core/schemas/resources';
 
 export const NODE_ID_LABEL = 'ray.io/node-id';
 

@@ -13,17 +13,19 @@
  * history in the dispatcher (attempt-policy.ts): away from nodes that died
  * under it, with more memory after an OOM, up to a cap.
  */
-import { ApplicationFailure, CancelledFailure, Context } from '@temporalio/activity';
+import { ApplicationFailure, Context } from '@temporalio/activity';
 import type { Logger } from 'pino';
-import { z } from 'zod';
-import type { NodeGroup } from '../../workflows/schemas/node-groups';
-import type { Resources } from '../../workflows/schemas/resources';
-import { refuseTaskRef } from '../../workflows/schemas/task-ref';
-import { nodeGroupTaskQueue } from '../../workflows/task-queues';
-import { FAILURE_KINDS, planAttempt, type AttemptPolicyConfig, type PriorTry } from './attempt-policy';
-import type { RayBridge } from './bridge-client';
+import type { NodeGroup } from '../../core/schemas/node-groups';
+import type { Resources } from '../../core/schemas/resources';
+import { refuseTaskRef } from '../../core/schemas/task-ref';
+import { nodeGroupTaskQueue } from '../../core/task-queues';
+import { planAttempt, type AttemptPolicyConfig, type PriorTry } from './attempt-policy';
+import { AttemptSupervisor } from './attempt-supervisor';
+import { DispatcherClient, type HistoryItem, type RayStepState } from './dispatcher-client';
 import { toRayOptions } from './ray-options';
-import { assumeWorkflowOpen, type WorkflowClosedCheck } from './workflow-liveness';
+import type { WorkflowClosedCheck } from './workflow-liveness';
+
+export type { RayStepState } from './dispatcher-client';
 
 export interface RayTaskStepInput {
   stepId: string;
@@ -57,73 +59,7 @@ export interface RayStepOutput {
 const MB = 1024 * 1024;
 const bytesToMb = (bytes: number | null | undefined) => (bytes ? Math.round(bytes / MB) : null);
 
-const historyItemSchema = z.object({
-  generation: z.number().int(),
-  attempt: z.number().int(),
-  outcome: z.enum(['succeeded', ...FAILURE_KINDS]),
-  node: z.string().nullable(),
-  memoryBytes: z.number().nullable().optional(),
-  reason: z.string().nullable().optional(),
-});
-
-const stepStateSchema = z.object({
-  key: z.string(),
-  generation: z.number().int(),
-  state: z.enum(['pending', 'running', 'succeeded', 'failed', 'cancelled']),
-  node: z.string().nullable(),
-  nodes: z.array(z.string()),
-  attempt: z.number().int(),
-  queuedMs: z.number(),
-  runningMs: z.number(),
-  memoryBytes: z.number().nullable().optional(),
-  history: z.array(historyItemSchema).default([]),
-  attached: z.boolean().optional(),
-});
-export type RayStepState = z.infer<typeof stepStateSchema>;
-
-const submitAnswerSchema = z.union([
-  z.object({ conflict: z.literal(true), generation: z.number().int() }).passthrough(),
-  stepStateSchema,
-]);
-
-const failureSchema = z.object({
-  kind: z.enum(FAILURE_KINDS),
-  type: z.string(),
-  message: z.string(),
-  traceback: z.string().optional(),
-});
-const outcomeSchema = z.discriminatedUnion('ok', [
-  z.object({
-    ok: z.literal(true),
-    output: z.unknown(),
-    node: z.string().nullable(),
-    nodes: z.array(z.string()),
-    queuedMs: z.number(),
-    runningMs: z.number(),
-    memoryBytes: z.number().nullable().optional(),
-    history: z.array(historyItemSchema).default([]),
-  }),
-  z.object({
-    ok: z.literal(false),
-    error: failureSchema,
-    node: z.string().nullable(),
-    nodes: z.array(z.string()).default([]),
-    memoryBytes: z.number().nullable().optional(),
-    history: z.array(historyItemSchema).default([]),
-  }),
-]);
-
-/** Parses what the bridge answered, naming the field that is wrong. */
-function parseAnswer<T>(schema: z.ZodType<T>, value: unknown, method: string): T {
-  const parsed = schema.safeParse(value);
-  if (parsed.success) return parsed.data;
-  const issue = parsed.error.issues[0];
-  throw new Error(
-    `the Ray bridge answered ${method} with an invalid ${issue?.path.join('.')}: ${issue?.message}`,
-  );
-}
-
-function toTries(history: z.infer<typeof historyItemSchema>[]): PriorTry[] {
+function toTries(history: HistoryItem[]): PriorTry[] {
   return history.map((h) => ({
     generation: h.generation,
     attempt: h.attempt,
@@ -179,20 +115,12 @@ export function policyConfigFor(config: RayTaskStepConfig, taskQueue: string): A
 /** How many times an attempt re-plans when another attempt moved the key on meanwhile. */
 const MAX_PLAN_CONFLICTS = 3;
 
-/** How long before Temporal's start-to-close timeout the attempt stops its Ray task itself. */
-const ATTEMPT_DEADLINE_MARGIN_MS = 1_000;
-
-class AttemptDeadline extends Error {
-  constructor(readonly ms: number) {
-    super(`attempt deadline of ${ms} ms reached`);
-  }
-}
-
-export function createRayTaskActivities(bridge: RayBridge, config: RayTaskStepConfig, logger: Logger) {
-  async function readState(key: string): Promise<RayStepState | null> {
-    const raw = await bridge.call<unknown>('status', { key });
-    return raw === null ? null : parseAnswer(stepStateSchema, raw, 'status');
-  }
+export function createRayTaskActivities(
+  dispatcher: DispatcherClient,
+  config: RayTaskStepConfig,
+  logger: Logger,
+) {
+  const readState = (key: string) => dispatcher.status(key);
 
   /**
    * Cancels the key's Ray task on behalf of `(run, attempt)` and returns once it has stopped:
@@ -201,7 +129,7 @@ export function createRayTaskActivities(bridge: RayBridge, config: RayTaskStepCo
    * taken the task over.
    */
   async function cancelRayTask(key: string, run: string, attempt: number): Promise<void> {
-    await bridge.call('cancel', { key, run, attempt, graceMs: config.cancelGraceMs, wait: true });
+    await dispatcher.cancel({ key, run, attempt, graceMs: config.cancelGraceMs, wait: true });
   }
 
   /**
@@ -240,21 +168,17 @@ export function createRayTaskActivities(bridge: RayBridge, config: RayTaskStepCo
         });
       const resources = plan.ok ? plan.resources : (input.resources ?? {});
       const avoidNodes = [...new Set([...(plan.ok ? plan.avoidNodes : []), ...(input.avoidNodes ?? [])])];
-      const answer = parseAnswer(
-        submitAnswerSchema,
-        await bridge.call<unknown>('submit', {
-          key,
-          run,
-          attempt,
-          task: input.task,
-          args: input.args,
-          kwargs: input.kwargs,
-          options: toRayOptions(resources, avoidNodes),
-          limits,
-          plan: { basedOn: prior?.generation ?? null },
-        }),
-        'submit',
-      );
+      const answer = await dispatcher.submit({
+        key,
+        run,
+        attempt,
+        task: input.task,
+        args: input.args,
+        kwargs: input.kwargs,
+        options: toRayOptions(resources, avoidNodes),
+        limits,
+        plan: { basedOn: prior?.generation ?? null },
+      });
       if ('conflict' in answer) {
         if (optimistic) {
           // Not a race with another attempt: this one had not read the key yet. Plan from its history now.
@@ -282,26 +206,20 @@ export function createRayTaskActivities(bridge: RayBridge, config: RayTaskStepCo
   async function runRayTask(input: RayTaskStepInput): Promise<RayStepOutput> {
     const ctx = Context.current();
     const startedAtMs = Date.now();
-    const { workflowExecution, attempt, taskQueue } = ctx.info;
-    if (!workflowExecution)
-      throw ApplicationFailure.nonRetryable('a pipeline step runs inside a workflow', 'NoWorkflow');
+    const { attempt, taskQueue } = ctx.info;
+    const log0 = logger.child({ stepId: input.stepId, attempt });
+    const supervisor = new AttemptSupervisor(ctx, config, log0);
     const refused = refuseTaskRef(input.task, config.allowedTaskPackages);
     if (refused) throw ApplicationFailure.nonRetryable(refused, 'TaskRefRefused');
 
-    const key = stepKey(workflowExecution.workflowId, input.stepId);
-    const log = logger.child({ workflowId: workflowExecution.workflowId, stepId: input.stepId, attempt });
+    const key = stepKey(supervisor.workflowId, input.stepId);
+    const log = log0.child({ workflowId: supervisor.workflowId });
     const policy = policyConfigFor(config, taskQueue);
 
-    // Submitting can take seconds (a bridge that restarts, a busy cluster): heartbeat meanwhile,
-    // or the heartbeat timeout would end an attempt that is making progress. Not at once, though:
-    // a heartbeat is a write on the server, and most steps are over before the first interval.
-    const keepalive = setInterval(() => ctx.heartbeat({ key, state: 'submitting' }), config.statusPollMs);
-    let submitted: RayStepState;
-    try {
-      submitted = await submitOrAttach(input, key, workflowExecution.runId, attempt, policy, log);
-    } finally {
-      clearInterval(keepalive);
-    }
+    const submitted = await supervisor.keepAlive(
+      () => ({ key, state: 'submitting' }),
+      () => submitOrAttach(input, key, supervisor.runId, attempt, policy, log),
+    );
     const generation = submitted.generation;
 
     const poll = setInterval(() => {
@@ -309,49 +227,15 @@ export function createRayTaskActivities(bridge: RayBridge, config: RayTaskStepCo
         .then((state) => ctx.heartbeat(state ?? submitted))
         .catch((err: unknown) => log.warn({ err }, 'could not read Ray task state'));
     }, config.statusPollMs);
-    // The step's timeout stops its Ray work too: just before Temporal would time this attempt out,
-    // the task is cancelled and the attempt fails, so the next attempt starts afresh.
-    let deadlineTimer: NodeJS.Timeout | undefined;
-    const deadline = new Promise<never>((_, reject) => {
-      const ms = (ctx.info.startToCloseTimeoutMs ?? 0) - ATTEMPT_DEADLINE_MARGIN_MS;
-      if (ms > 0) deadlineTimer = setTimeout(() => reject(new AttemptDeadline(ms)), ms);
-    });
-    let outcome: z.infer<typeof outcomeSchema>;
+    let outcome;
     try {
-      const raw = await Promise.race([
-        bridge.call<unknown>('wait', { key, generation }),
-        ctx.cancelled,
-        deadline,
-      ]);
-      outcome = parseAnswer(outcomeSchema, raw, 'wait');
-    } catch (err) {
-      if (err instanceof AttemptDeadline) {
-        log.warn('step timed out; cancelling its Ray task');
-        await cancelRayTask(key, workflowExecution.runId, attempt);
-        throw ApplicationFailure.retryable(
-          `step ${input.stepId} did not finish within its timeout (${Math.round(err.ms / 1000)} s)`,
-          'RayTaskTimedOut',
-        );
-      }
-      if (err instanceof CancelledFailure) {
-        const why = ctx.cancellationDetails;
-        // Only a cancel asked for, or a workflow that is over, stops the Ray work. A worker shutdown, an
-        // attempt timeout or a stale attempt ends this attempt only: the next attempt attaches to the task.
-        const closed = () =>
-          (config.workflowClosed ?? assumeWorkflowOpen)(
-            workflowExecution.workflowId,
-            workflowExecution.runId,
-          );
-        if (why?.cancelRequested || (why?.notFound && (await closed()))) {
-          log.info({ reason: err.message }, 'step cancelled; cancelling its Ray task');
-          await cancelRayTask(key, workflowExecution.runId, attempt);
-        } else
-          log.info({ reason: err.message }, 'attempt ended; its Ray task keeps running for the next one');
-      }
-      throw err;
+      outcome = await supervisor.watch(dispatcher.wait(key, generation), {
+        noun: 'Ray task',
+        stop: () => cancelRayTask(key, supervisor.runId, attempt),
+        timeoutType: 'RayTaskTimedOut',
+      });
     } finally {
       clearInterval(poll);
-      clearTimeout(deadlineTimer);
     }
 
     const tries = toTries(outcome.history);

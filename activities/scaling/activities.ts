@@ -16,15 +16,17 @@
 import { ApplicationFailure } from '@temporalio/activity';
 import type { Logger } from 'pino';
 import { z } from 'zod';
-import { NODE_GROUP_LABEL, type NodeGroup } from '../../workflows/schemas/node-groups';
-import { MAX_OBSERVE_WAIT_MS } from '../../workflows/schemas/autoscaler';
-import { nodeGroupTaskQueue } from '../../workflows/task-queues';
-import type { AppliedGroup, AutoscalerMetrics } from './metrics';
+import { NODE_GROUP_LABEL, type NodeGroup } from '../../core/schemas/node-groups';
+import { MAX_OBSERVE_WAIT_MS } from '../../core/schemas/autoscaler';
+import { nodeGroupTaskQueue } from '../../core/task-queues';
+import type { AppliedGroup, ApplyResult, ClusterObservation } from '../../core/messages/autoscaler';
+import type { AutoscalerMetrics } from './metrics';
 import { groupBacklogSteps, matchRayNode, observeGroup } from './observe';
-import { groupDecisionSchema, type GroupDecision, type GroupObservation } from './policy-types';
-import { NodeRemovalRefusedError, type NodeProvider } from './provider';
+import { groupDecisionSchema, type GroupDecision } from '../../core/autoscaling/policy-types';
+import { NodeRemovalRefusedError, type NodeProvider } from './providers/provider';
 import { drainRayNode, readRayClusterState, type BridgeCaller } from './ray-cluster';
 import { readTaskQueueBacklog, type DescribeTaskQueue } from './temporal-backlog';
+import { describeZodError } from '../../core/issues';
 
 export interface AutoscalerActivityDeps {
   workflowService: DescribeTaskQueue;
@@ -59,22 +61,7 @@ export const applyInputSchema = z.object({ decisions: z.array(groupDecisionSchem
 export type ObserveInput = z.input<typeof observeInputSchema>;
 export type ApplyInput = z.input<typeof applyInputSchema>;
 
-export interface ClusterObservation {
-  /** When Ray was read (epoch ms): the tick's time for the policy. */
-  nowMs: number;
-  /** The observed groups' definitions, as the worker has them. */
-  groups: NodeGroup[];
-  /** By group; a group that could not be read this tick is missing. */
-  observations: Record<string, GroupObservation>;
-  /** Nodes that cost money now, by group (starting, running or stopping). */
-  billableNodes: Record<string, number>;
-  /** What did not fit the policy's input but an operator should see: unreadable groups, unmanaged nodes. */
-  notes: Record<string, string[]>;
-}
-
-export interface ApplyResult {
-  groups: AppliedGroup[];
-}
+export type { ApplyResult, ClusterObservation } from '../../core/messages/autoscaler';
 
 export function createAutoscalerActivities(deps: AutoscalerActivityDeps) {
   const { logger } = deps;
@@ -255,9 +242,8 @@ export type AutoscalerActivities = ReturnType<typeof createAutoscalerActivities>
 function parseInput<T>(schema: z.ZodType<T>, raw: unknown, activity: string): T {
   const parsed = schema.safeParse(raw);
   if (!parsed.success) {
-    const issue = parsed.error.issues[0];
     throw ApplicationFailure.nonRetryable(
-      `${activity}: invalid input at ${issue?.path.join('.') || '(root)'}: ${issue?.message}`,
+      `${activity}: invalid input: ${describeZodError(parsed.error)}`,
       'InvalidAutoscalerInput',
     );
   }

@@ -4,19 +4,10 @@
  * scale events, refused drains). The worker serves the registry over HTTP
  * when PANTHEON_METRICS_PORT is set (workers/metrics-server.ts).
  */
+import type { AppliedGroup } from '../../core/messages/autoscaler';
 import { Counter, Gauge, type Registry } from 'prom-client';
-import type { GroupDecision } from './policy-types';
+import type { GroupDecision } from '../../core/autoscaling/policy-types';
 import type { ObservedGroup } from './observe';
-
-export interface AppliedGroup {
-  group: string;
-  added: number;
-  /** Nodes drained and handed to the provider for removal. */
-  removed: string[];
-  /** Nodes the decision removed that Ray would not drain (or the provider would not stop), and why. */
-  refused: Array<{ nodeId: string; reason: string }>;
-  error: string | null;
-}
 
 export class AutoscalerMetrics {
   private readonly backlog: Gauge<'group'>;

@@ -6,12 +6,17 @@
  * activity reads the sources and calls `observeGroup`, so the join is tested
  * without any service.
  */
-import { DEFAULT_STEP_CPUS } from '../../workflows/placement';
-import { NODE_GROUP_LABEL, type NodeGroup } from '../../workflows/schemas/node-groups';
-import { DISK_RESOURCE, type Resources } from '../../workflows/schemas/resources';
-import { LOCAL_NODE_LABEL } from './local-ray-nodes';
-import type { GroupObservation, NodeResources, ObservedNode, PendingRequest } from './policy-types';
-import type { ProviderNode } from './provider';
+import { DEFAULT_STEP_CPUS } from '../../core/placement';
+import { NODE_GROUP_LABEL, type NodeGroup } from '../../core/schemas/node-groups';
+import { DISK_RESOURCE, type Resources } from '../../core/schemas/resources';
+import { LOCAL_NODE_LABEL } from '../../stack/ray-nodes';
+import type {
+  GroupObservation,
+  NodeResources,
+  ObservedNode,
+  PendingRequest,
+} from '../../core/autoscaling/policy-types';
+import type { ProviderNode } from './providers/provider';
 import type { RayClusterState, RayNodeState, RayPendingRequest } from './ray-cluster';
 import type { TaskQueueBacklog } from './temporal-backlog';
 

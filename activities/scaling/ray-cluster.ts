@@ -6,8 +6,9 @@
  * are validated here, at the edge, so the rest of the code reads typed data.
  */
 import { z } from 'zod';
+import { describeZodError } from '../../core/issues';
 
-/** The part of RayBridge this module needs (a real bridge in the worker; nothing else). */
+/** The part of PythonHelper this module needs (a real bridge in the worker; nothing else). */
 export interface BridgeCaller {
   call<T>(method: string, params?: unknown): Promise<T>;
 }
@@ -60,9 +61,8 @@ export type DrainAnswer = z.infer<typeof drainAnswerSchema>;
 function parseAnswer<T>(schema: z.ZodType<T>, method: string, raw: unknown): T {
   const parsed = schema.safeParse(raw);
   if (!parsed.success) {
-    const issue = parsed.error.issues[0];
     throw new Error(
-      `Ray bridge answered ${method} with an unexpected shape at ${issue?.path.join('.') || '(root)'}: ${issue?.message}`,
+      `Ray bridge answered ${method} with an unexpected shape: ${describeZodError(parsed.error)}`,
     );
   }
   return parsed.data;

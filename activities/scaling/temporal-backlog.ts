@@ -10,6 +10,7 @@
 import type { WorkflowService } from '@temporalio/client';
 import { temporal } from '@temporalio/proto';
 import { z } from 'zod';
+import { describeZodError } from '../../core/issues';
 
 export const taskQueueBacklogSchema = z.object({
   backlogCount: z.number().int().min(0),
@@ -52,10 +53,7 @@ export async function readTaskQueueBacklog(
     dispatchRate: stats.tasksDispatchRate ?? 0,
   });
   if (!parsed.success) {
-    const issue = parsed.error.issues[0];
-    throw new Error(
-      `task queue ${taskQueue}: unexpected stats at ${issue?.path.join('.')}: ${issue?.message}`,
-    );
+    throw new Error(`task queue ${taskQueue}: unexpected stats: ${describeZodError(parsed.error)}`);
   }
   return parsed.data;
 }

@@ -3,7 +3,8 @@
  * read them as templates for your own: a name, what it does, the task, what it
  * needs, what it may remember, and who takes over when it gives up.
  */
-import { defineAgent } from '../define';
+import { z } from 'zod';
+import { defineAgent } from '../../core/agents';
 
 const EXAMPLES = 'pantheon_tasks.examples';
 
@@ -41,7 +42,15 @@ export const writer = defineAgent({
   task: `${EXAMPLES}:write_report`,
   resources: { cpus: 1, memoryMb: 256 },
   memory: ['private'],
+  args: z.tuple([z.string(), z.unknown()]),
+  output: z.looseObject({ markdown: z.string(), words: z.number().int() }),
 });
+
+/** Both classifiers take a ticket and the categories, and name one category. */
+const classifierSchemas = {
+  args: z.tuple([z.string(), z.array(z.string())]),
+  output: z.looseObject({ category: z.string(), confidence: z.number(), method: z.string() }),
+};
 
 /** Triage: a strict classifier that gives up on ambiguous tickets, and the lenient one that takes over. */
 export const overlapClassifier = defineAgent({
@@ -49,6 +58,7 @@ export const overlapClassifier = defineAgent({
   description: 'Classifies any ticket by word overlap; less precise, never refuses.',
   task: `${EXAMPLES}:classify_by_overlap`,
   resources: { cpus: 1, memoryMb: 128 },
+  ...classifierSchemas,
 });
 
 export const strictClassifier = defineAgent({
@@ -59,12 +69,14 @@ export const strictClassifier = defineAgent({
   // An ambiguous ticket stays ambiguous: two quick tries, then the fallback takes over.
   retry: { maximumAttempts: 2, initialIntervalMs: 200 },
   fallback: overlapClassifier.name,
+  ...classifierSchemas,
 });
 
 export const ticketCounter = defineAgent({
   name: 'ticket-counter',
   description: 'Counts classified tickets per category.',
   task: `${EXAMPLES}:summarize_tickets`,
+  output: z.looseObject({ total: z.number().int(), byCategory: z.record(z.string(), z.number().int()) }),
 });
 
 /** Batch scoring: a fan-out over items, then a join. */
@@ -73,12 +85,14 @@ export const scorer = defineAgent({
   description: 'Scores one item.',
   task: `${EXAMPLES}:score_item`,
   resources: { cpus: 1 },
+  output: z.looseObject({ item: z.unknown(), score: z.number() }),
 });
 
 export const combiner = defineAgent({
   name: 'combiner',
   description: 'Joins the scores of a batch: count, mean and best.',
   task: `${EXAMPLES}:combine_scores`,
+  output: z.looseObject({ count: z.number().int(), best: z.unknown(), mean: z.number() }),
 });
 
 /**

@@ -11,7 +11,7 @@
  * (its performance record), with headroom.
  */
 import { z } from 'zod';
-import { definePipeline, fanOut } from '../../workflows/code-pipeline';
+import { definePipeline, fanOut } from '../../workflows/pipeline/code-pipeline';
 import { combiner, indexer, scorer } from './agents';
 
 export const batchScoringInput = z

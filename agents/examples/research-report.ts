@@ -12,7 +12,7 @@
  *   npx pantheon run research-report --project acme --input '{"topic":"battery storage"}'
  */
 import { z } from 'zod';
-import { definePipeline, join } from '../../workflows/code-pipeline';
+import { definePipeline, join } from '../../workflows/pipeline/code-pipeline';
 import { analyst, gatherer, reviewer, writer } from './agents';
 
 export const researchReportInput = z
@@ -39,6 +39,6 @@ export const researchReport = definePipeline(
     });
 
     const reviewed = await run.agent('review', reviewer, { args: [analyses] });
-    return run.agent<{ markdown: string; words: number }>('write', writer, { args: [topic, reviewed] });
+    return run.agent('write', writer, { args: [topic, reviewed] });
   },
 );

@@ -10,7 +10,7 @@
  * The pipeline itself never sees a failure.
  */
 import { z } from 'zod';
-import { definePipeline, fanOut } from '../../workflows/code-pipeline';
+import { definePipeline, fanOut } from '../../workflows/pipeline/code-pipeline';
 import { strictClassifier, ticketCounter } from './agents';
 
 export const ticketTriageInput = z

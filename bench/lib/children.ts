@@ -6,7 +6,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { stopGroup, tailFile, waitFor } from '../../scripts/lib/processes';
+import { stopGroup, tailFile, waitFor } from '../../stack/processes';
 
 export interface BenchChild {
   pid: number;

@@ -11,7 +11,7 @@ on a loaded one) instead of reusing a warm worker (milliseconds).
 If the first worker's bridge created the dispatcher (as it does when nothing
 else has), the steps pay that start as soon as that worker restarts. This
 process is the driver that lives as long as the cluster does: the local stack
-runs it beside the Ray head (scripts/stack.ts); on a fleet, run it on the head
+runs it beside the Ray head (stack/local-stack.ts); on a fleet, run it on the head
 node (for example as a command of the head pod):
 
     python -m pantheon_runtime.dispatcher_host [--address HOST:PORT]

@@ -8,13 +8,13 @@
 import * as path from 'node:path';
 import type { WorkflowHandleWithFirstExecutionRunId as WorkflowHandle } from '@temporalio/client';
 import { z } from 'zod';
-import { listRayNodes, type RayNode } from '../../activities/ray/cluster-state';
-import { listLocalNodes, stopLocalNode } from '../../activities/scaling/local-ray-nodes';
-import { loadNodeGroups, loadStackConfig, REPO_ROOT } from '../../scripts/lib/stack-config';
-import type { AutoscalerStatus, AutoscalerSummary } from '../../workflows/autoscaler';
-import { NODE_GROUP_LABEL, type NodeGroup } from '../../workflows/schemas/node-groups';
-import type { AutoscalerInputRaw } from '../../workflows/schemas/autoscaler';
-import { PIPELINE_TASK_QUEUE } from '../../workflows/task-queues';
+import { listRayNodes, type RayNode } from '../../stack/ray-cluster-state';
+import { listLocalNodes, stopLocalNode } from '../../stack/ray-nodes';
+import { loadNodeGroups, loadStackConfig, REPO_ROOT } from '../../stack/config';
+import type { AutoscalerStatus, AutoscalerSummary } from '../../workflows/autoscaler/autoscaler';
+import { NODE_GROUP_LABEL, type NodeGroup } from '../../core/schemas/node-groups';
+import type { AutoscalerInputRaw } from '../../core/schemas/autoscaler';
+import { PIPELINE_TASK_QUEUE } from '../../core/task-queues';
 import { startTestEnv, uniqueId, waitUntil, type TestEnv } from './test-env';
 
 export const BURN = 'pantheon_tasks.testkit:burn';

@@ -4,7 +4,7 @@
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { REPO_ROOT } from '../../scripts/lib/stack-config';
+import { REPO_ROOT } from '../../stack/config';
 
 export function recordFigures(name: string, figures: Record<string, unknown>): void {
   const dir = path.join(REPO_ROOT, 'test-results', 'figures');

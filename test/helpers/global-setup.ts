@@ -6,13 +6,13 @@
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { buildWorkflowBundle } from '../../scripts/build-workflow-bundle';
-import { endRunningAutoscalers } from '../../scripts/lib/autoscalers';
-import { loadStackConfig } from '../../scripts/lib/stack-config';
-import { stackDown, stackIsUp, stackUp } from '../../scripts/stack';
+import { buildWorkflowBundle } from '../../stack/workflow-bundle';
+import { endRunningAutoscalers } from '../../stack/autoscalers';
+import { loadStackConfig } from '../../stack/config';
+import { stackDown, stackIsUp, stackUp } from '../../stack/local-stack';
 import { Client, Connection } from '@temporalio/client';
 
-/** Tests start their own autoscalers; every other one is ended first (see scripts/lib/autoscalers.ts). */
+/** Tests start their own autoscalers; every other one is ended first (see stack/autoscalers.ts). */
 async function endLeftoverAutoscalers(address: string): Promise<void> {
   const connection = await Connection.connect({ address });
   try {

@@ -1,8 +1,8 @@
 /** Stops the stack if the global setup started it. */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { loadStackConfig } from '../../scripts/lib/stack-config';
-import { stackDown } from '../../scripts/stack';
+import { loadStackConfig } from '../../stack/config';
+import { stackDown } from '../../stack/local-stack';
 import { STARTED_MARKER } from './global-setup';
 
 export default async function globalTeardown(): Promise<void> {

@@ -3,9 +3,11 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 
-export const REPO_ROOT = path.resolve(__dirname, '..', '..');
+import { REPO_ROOT } from '../../stack/config';
+
+export { REPO_ROOT };
 export const VENV_PYTHON = path.join(REPO_ROOT, '.venv', 'bin', 'python');
-const SERVER_SCRIPT = path.join(REPO_ROOT, 'scripts', 'qdrant-local', 'server.py');
+const SERVER_SCRIPT = path.join(REPO_ROOT, 'stack', 'qdrant-local', 'server.py');
 const LISTENING = /qdrant-local listening on (http:\/\/\S+)/;
 
 /** A Qdrant REST endpoint a test can use. */
@@ -37,7 +39,7 @@ export interface StartOptions {
 }
 
 /**
- * Starts scripts/qdrant-local/server.py on a free port (the server picks it
+ * Starts stack/qdrant-local/server.py on a free port (the server picks it
  * with --port 0 and logs the address) and resolves once it is listening.
  */
 export function startLocalQdrantServer(options: StartOptions = {}): Promise<LocalQdrantServer> {

@@ -6,13 +6,13 @@
 import * as crypto from 'node:crypto';
 import { Client, Connection, type WorkflowHandle } from '@temporalio/client';
 import type { Logger } from 'pino';
-import { waitFor } from '../../scripts/lib/processes';
+import { waitFor } from '../../stack/processes';
 import { loadWorkerConfig, type WorkerConfig } from '../../workers/config';
 import { createLogger } from '../../workers/logger';
 import { createPantheonWorker, type PantheonWorker } from '../../workers/pantheon-worker';
-import { progressQuery } from '../../workflows/pipeline-messages';
-import type { PipelineResult, PipelineSpecInput } from '../../workflows/schemas/pipeline-spec';
-import { PIPELINE_TASK_QUEUE } from '../../workflows/task-queues';
+import { progressQuery } from '../../core/messages/pipeline';
+import type { PipelineResult, PipelineSpecInput } from '../../core/schemas/pipeline-spec';
+import { PIPELINE_TASK_QUEUE } from '../../core/task-queues';
 import { startWorkerProcess, type WorkerProcess } from './worker-process';
 
 export interface TestEnv {

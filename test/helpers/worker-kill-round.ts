@@ -7,9 +7,9 @@
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { listRayTasksNamed } from '../../activities/ray/cluster-state';
+import { listRayTasksNamed } from '../../stack/ray-cluster-state';
 import { stepKey } from '../../activities/ray/task-step';
-import type { PipelineResult } from '../../workflows/schemas/pipeline-spec';
+import type { PipelineResult } from '../../core/schemas/pipeline-spec';
 import { uniqueId, waitUntil, type TestEnv } from './test-env';
 import type { WorkerProcess } from './worker-process';
 

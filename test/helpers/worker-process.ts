@@ -5,8 +5,8 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import * as path from 'node:path';
-import { REPO_ROOT } from '../../scripts/lib/stack-config';
-import { groupAlive, stopGroup, waitFor } from '../../scripts/lib/processes';
+import { REPO_ROOT } from '../../stack/config';
+import { groupAlive, stopGroup, waitFor } from '../../stack/processes';
 
 export interface WorkerProcess {
   readonly pid: number;

@@ -6,7 +6,7 @@
  * pipelines. Isolation holds on every path: another agent and another project
  * see nothing of it, and so does the CLI unless asked for that agent.
  */
-import type { PipelineResult } from '../../workflows/schemas/pipeline-spec';
+import type { PipelineResult } from '../../core/schemas/pipeline-spec';
 import { runPantheon } from '../helpers/pantheon-cli';
 import { startTestEnv, uniqueId, type TestEnv } from '../helpers/test-env';
 

@@ -4,11 +4,8 @@
  * allocation.
  */
 import { WorkflowFailedError } from '@temporalio/client';
-import {
-  agentPerformanceQuery,
-  agentPerformanceWorkflowId,
-} from '../../workflows/agent-performance-messages';
-import type { PipelineResult } from '../../workflows/schemas/pipeline-spec';
+import { agentPerformanceQuery, agentPerformanceWorkflowId } from '../../core/messages/agent-performance';
+import type { PipelineResult } from '../../core/schemas/pipeline-spec';
 import { startTestEnv, uniqueId, waitUntil, type TestEnv } from '../helpers/test-env';
 
 let env: TestEnv;

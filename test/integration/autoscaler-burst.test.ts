@@ -5,7 +5,7 @@
  * to zero. Every node count is Ray's own (the dashboard's node list); the
  * worker's Prometheus endpoint reports the same story.
  */
-import { freePort } from '../../scripts/lib/processes';
+import { freePort } from '../../stack/processes';
 import { startAutoscalerHarness, BURN, type AutoscalerHarness } from '../helpers/autoscaler-harness';
 import { waitUntil } from '../helpers/test-env';
 

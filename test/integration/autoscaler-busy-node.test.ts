@@ -9,10 +9,10 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { createAutoscalerActivities } from '../../activities/scaling/activities';
-import { LOCAL_NODE_LABEL } from '../../activities/scaling/local-ray-nodes';
+import { LOCAL_NODE_LABEL } from '../../stack/ray-nodes';
 import { createNodeProviders } from '../../activities/scaling/providers';
 import { readRayClusterState } from '../../activities/scaling/ray-cluster';
-import { loadStackConfig } from '../../scripts/lib/stack-config';
+import { loadStackConfig } from '../../stack/config';
 import { APPEND_LINE, startAutoscalerHarness, type AutoscalerHarness } from '../helpers/autoscaler-harness';
 import { waitUntil } from '../helpers/test-env';
 

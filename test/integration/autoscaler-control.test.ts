@@ -5,7 +5,7 @@
  * the Web UI's current details; continue-as-new carrying the state over.
  */
 import { WorkflowFailedError, WorkflowUpdateFailedError } from '@temporalio/client';
-import { PIPELINE_TASK_QUEUE } from '../../workflows/task-queues';
+import { PIPELINE_TASK_QUEUE } from '../../core/task-queues';
 import { startAutoscalerHarness, type AutoscalerHarness } from '../helpers/autoscaler-harness';
 import { uniqueId, waitUntil } from '../helpers/test-env';
 

@@ -9,8 +9,8 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import * as path from 'node:path';
 import { observeGroup } from '../../activities/scaling/observe';
 import { readRayClusterState } from '../../activities/scaling/ray-cluster';
-import { REPO_ROOT } from '../../scripts/lib/stack-config';
-import { nodeGroupSchema } from '../../workflows/schemas/node-groups';
+import { REPO_ROOT } from '../../stack/config';
+import { nodeGroupSchema } from '../../core/schemas/node-groups';
 import { startTestEnv, waitUntil, type TestEnv } from '../helpers/test-env';
 
 const GROUP = 'as-nowhere';

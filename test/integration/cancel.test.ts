@@ -3,7 +3,7 @@
  * own state API (GET /api/v0/tasks), not through the dispatcher's bookkeeping.
  */
 import { WorkflowFailedError } from '@temporalio/client';
-import { listRayTasksNamed, RAY_TASK_FINAL_STATES } from '../../activities/ray/cluster-state';
+import { listRayTasksNamed, RAY_TASK_FINAL_STATES } from '../../stack/ray-cluster-state';
 import { stepKey } from '../../activities/ray/task-step';
 import { recordFigures } from '../helpers/figures';
 import { startTestEnv, uniqueId, waitUntil, type TestEnv } from '../helpers/test-env';

@@ -9,7 +9,7 @@ import { WorkflowFailedError } from '@temporalio/client';
 import { defaultPayloadConverter } from '@temporalio/common';
 import { z } from 'zod';
 import { jobSubmissionId } from '../../activities/ray/job-step';
-import type { PipelineResult } from '../../workflows/schemas/pipeline-spec';
+import type { PipelineResult } from '../../core/schemas/pipeline-spec';
 import { recordFigures } from '../helpers/figures';
 import { startTestEnv, uniqueId, waitUntil, type TestEnv } from '../helpers/test-env';
 

@@ -12,7 +12,7 @@ import path from 'node:path';
 import type { QdrantClient } from '@qdrant/js-client-rest';
 import { createMemoryActivities } from '../../activities/memory/memory-activities';
 import { createQdrantClient, MemoryStore } from '../../activities/memory/store';
-import type { MemoryScope } from '../../workflows/schemas/memory';
+import type { MemoryScope } from '../../core/schemas/memory';
 import { REPO_ROOT, useQdrant, VENV_PYTHON, type QdrantEndpoint } from '../helpers/qdrant-server';
 
 jest.setTimeout(60_000);

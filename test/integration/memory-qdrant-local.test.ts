@@ -1,5 +1,5 @@
 /**
- * scripts/qdrant-local/server.py: Qdrant's REST API over qdrant-client local
+ * stack/qdrant-local/server.py: Qdrant's REST API over qdrant-client local
  * mode. These tests start their own servers (they stop, restart and lock
  * them), so they never touch the stack's Qdrant.
  */

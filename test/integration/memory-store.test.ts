@@ -17,7 +17,7 @@ import {
   MemoryStore,
   type MemoryStoreOptions,
 } from '../../activities/memory/store';
-import { MAX_MEMORY_TEXT_CHARS, type RetainMemoryInput } from '../../workflows/schemas/memory';
+import { MAX_MEMORY_TEXT_CHARS, type RetainMemoryInput } from '../../core/schemas/memory';
 import { REPO_ROOT, useQdrant, VENV_PYTHON, type QdrantEndpoint } from '../helpers/qdrant-server';
 
 jest.setTimeout(60_000);
@@ -286,9 +286,9 @@ describe('retention', () => {
 
 describe('refusals write nothing', () => {
   it.each([
-    ['empty text', { text: '', scope: 'shared' }, 'memories.1.text'],
-    ['oversize text', { text: 'x'.repeat(MAX_MEMORY_TEXT_CHARS + 1), scope: 'shared' }, 'memories.1.text'],
-    ['unknown scope', { text: 'fine text', scope: 'public' }, 'memories.1.scope'],
+    ['empty text', { text: '', scope: 'shared' }, 'memories[1].text'],
+    ['oversize text', { text: 'x'.repeat(MAX_MEMORY_TEXT_CHARS + 1), scope: 'shared' }, 'memories[1].text'],
+    ['unknown scope', { text: 'fine text', scope: 'public' }, 'memories[1].scope'],
   ])('%s', async (_label, badMemory, path) => {
     const { store } = await openStore('refusals');
     const before = await pointCount(store);
@@ -347,7 +347,7 @@ describe('Temporal activities', () => {
     await expect(failure).rejects.toMatchObject({
       type: 'MemoryInputError',
       nonRetryable: true,
-      message: 'invalid retainMemory input: memories.0.text must not be empty',
+      message: 'invalid retainMemory input: memories[0].text: must not be empty',
     });
     expect(await pointCount(store)).toBe(0);
   });

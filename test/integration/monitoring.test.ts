@@ -5,7 +5,7 @@
  */
 import type { WorkflowHandle } from '@temporalio/client';
 import { workflowMetadataQuery } from '@temporalio/workflow';
-import type { PipelineResult } from '../../workflows/schemas/pipeline-spec';
+import type { PipelineResult } from '../../core/schemas/pipeline-spec';
 import { startTestEnv, uniqueId, waitUntil, type TestEnv } from '../helpers/test-env';
 
 const SLEEP = 'pantheon_tasks.testkit:sleep';

@@ -8,19 +8,14 @@
  * launcher closed while it starts does not outlive its close.
  */
 import * as fs from 'node:fs';
-import { listRayNodes } from '../../activities/ray/cluster-state';
-import { BridgeCallError } from '../../activities/ray/bridge-client';
-import {
-  LOCAL_NODE_LABEL,
-  newLocalNodeName,
-  startLocalNode,
-  stopLocalNode,
-} from '../../activities/scaling/local-ray-nodes';
-import { LocalNodeLauncher } from '../../activities/scaling/node-launcher';
-import { isAlive } from '../../scripts/lib/processes';
-import { loadStackConfig } from '../../scripts/lib/stack-config';
+import { listRayNodes } from '../../stack/ray-cluster-state';
+import { PythonHelperCallError } from '../../stack/python-helper';
+import { LOCAL_NODE_LABEL, newLocalNodeName, startLocalNode, stopLocalNode } from '../../stack/ray-nodes';
+import { LocalNodeLauncher } from '../../activities/scaling/providers/local/node-launcher';
+import { isAlive } from '../../stack/processes';
+import { loadStackConfig } from '../../stack/config';
 import { createLogger } from '../../workers/logger';
-import { NODE_GROUP_LABEL, nodeGroupSchema } from '../../workflows/schemas/node-groups';
+import { NODE_GROUP_LABEL, nodeGroupSchema } from '../../core/schemas/node-groups';
 import { waitUntil } from '../helpers/test-env';
 
 const LAUNCH_RESOURCE = 'launch_drill_slot';
@@ -92,7 +87,7 @@ test('a malformed launch request is refused with the field named, and starts not
   const launcher = new LocalNodeLauncher(stack, logger);
   try {
     await expect(launcher.launch(['--address', stack.ray.address], '')).rejects.toThrow(
-      new BridgeCallError('ValueError', 'params.logFile must be a file path'),
+      new PythonHelperCallError('ValueError', 'params.logFile must be a file path'),
     );
     const children = fs.readFileSync(`/proc/${launcher.pid}/task/${launcher.pid}/children`, 'utf8').trim();
     expect(children).toBe('');

@@ -8,12 +8,12 @@
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { listRayTasksNamed } from '../../activities/ray/cluster-state';
+import { listRayTasksNamed } from '../../stack/ray-cluster-state';
 import { stepKey } from '../../activities/ray/task-step';
-import { startLocalNode, stopLocalNode } from '../../activities/scaling/local-ray-nodes';
-import { loadNodeGroups, loadStackConfig } from '../../scripts/lib/stack-config';
-import { nodeGroupSchema } from '../../workflows/schemas/node-groups';
-import type { PipelineResult } from '../../workflows/schemas/pipeline-spec';
+import { startLocalNode, stopLocalNode } from '../../stack/ray-nodes';
+import { loadNodeGroups, loadStackConfig } from '../../stack/config';
+import { nodeGroupSchema } from '../../core/schemas/node-groups';
+import type { PipelineResult } from '../../core/schemas/pipeline-spec';
 import { startTestEnv, uniqueId, waitUntil, type TestEnv } from '../helpers/test-env';
 
 const DRILL_LABEL = 'pantheon.io/drill';

@@ -7,7 +7,7 @@
  * allocation is refused).
  */
 import { WorkflowFailedError, type WorkflowHandle } from '@temporalio/client';
-import type { PipelineResult } from '../../workflows/schemas/pipeline-spec';
+import type { PipelineResult } from '../../core/schemas/pipeline-spec';
 import { startTestEnv, type TestEnv } from '../helpers/test-env';
 
 const ALLOC = 'pantheon_tasks.testkit:alloc';

@@ -3,7 +3,7 @@
  * per-step retry and timeout overrides, and references into outputs.
  */
 import { WorkflowFailedError } from '@temporalio/client';
-import type { PipelineResult } from '../../workflows/schemas/pipeline-spec';
+import type { PipelineResult } from '../../core/schemas/pipeline-spec';
 import { startTestEnv, type TestEnv } from '../helpers/test-env';
 
 const ECHO = 'pantheon_tasks.testkit:echo';

@@ -9,8 +9,8 @@ import {
   cancelStepUpdate,
   setPriorityUpdate,
   setStepResourcesUpdate,
-} from '../../workflows/pipeline-messages';
-import type { PipelineResult, StepStatus } from '../../workflows/schemas/pipeline-spec';
+} from '../../core/messages/pipeline';
+import type { PipelineResult, StepStatus } from '../../core/schemas/pipeline-spec';
 import { startTestEnv, waitUntil, type TestEnv } from '../helpers/test-env';
 
 const ECHO = 'pantheon_tasks.testkit:echo';

@@ -8,9 +8,9 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import type { WorkflowHandle } from '@temporalio/client';
-import { listRayNodes } from '../../activities/ray/cluster-state';
+import { listRayNodes } from '../../stack/ray-cluster-state';
 import { groupCpuCapacity } from '../../workers/ray-capacity-slots';
-import type { PipelineResult, StepResult } from '../../workflows/schemas/pipeline-spec';
+import type { PipelineResult, StepResult } from '../../core/schemas/pipeline-spec';
 import { startTestEnv, waitUntil, type TestEnv } from '../helpers/test-env';
 
 const SLEEP = 'pantheon_tasks.testkit:sleep';

@@ -5,7 +5,7 @@
 import { execFile } from 'node:child_process';
 import * as path from 'node:path';
 import { promisify } from 'node:util';
-import { REPO_ROOT } from '../../scripts/lib/stack-config';
+import { REPO_ROOT } from '../../stack/config';
 import { startTestEnv, uniqueId, type TestEnv } from '../helpers/test-env';
 
 const run = promisify(execFile);

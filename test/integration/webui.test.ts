@@ -11,8 +11,8 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import type { Browser, Page } from 'playwright-core';
 import { planRun } from '../../cli/targets';
-import { loadStackConfig } from '../../scripts/lib/stack-config';
-import type { PipelineResult } from '../../workflows/schemas/pipeline-spec';
+import { loadStackConfig } from '../../stack/config';
+import type { PipelineResult } from '../../core/schemas/pipeline-spec';
 import { launchChromium } from '../helpers/chromium';
 import { startTestEnv, uniqueId, waitUntil, type TestEnv } from '../helpers/test-env';
 

@@ -6,7 +6,8 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { bundleWorkflowCode, Worker, type WorkflowBundleWithSourceMap } from '@temporalio/worker';
-import * as workflows from '../../workflows';
+import { agentCatalog, codePipelines } from '../../agents';
+import { pantheonWorkflows } from '../../workflows';
 import { historyFromCliJson } from './load-history';
 
 const HISTORIES = path.join(__dirname, 'histories');
@@ -32,17 +33,19 @@ const quiet = { trace: noop, debug: noop, info: noop, warn: noop, error: console
 
 let bundle: WorkflowBundleWithSourceMap;
 beforeAll(async () => {
-  bundle = await bundleWorkflowCode({ workflowsPath: require.resolve('../../workflows'), logger: quiet });
+  bundle = await bundleWorkflowCode({
+    workflowsPath: require.resolve('../../agents/workflows'),
+    logger: quiet,
+  });
 }, 120_000);
 
 describe('recorded histories replay against today’s workflow code', () => {
   const recorded = files.map(load);
 
   test('every shipped workflow has a recorded history', () => {
-    const shipped = Object.entries(workflows)
-      .filter(([, value]) => typeof value === 'function')
-      .map(([name]) => name)
-      .sort();
+    const shipped = [
+      ...pantheonWorkflows({ agents: agentCatalog, pipelines: codePipelines }).workflowTypes,
+    ].sort();
     const covered = new Set(recorded.map((r) => r.workflowType));
     expect(shipped.filter((name) => !covered.has(name))).toEqual([]);
   });

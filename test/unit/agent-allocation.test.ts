@@ -1,7 +1,7 @@
 import fc from 'fast-check';
-import { allocateStepResources, learnedMemoryMb, MEMORY_HEADROOM } from '../../workflows/agent-allocation';
-import { nodeGroupSchema } from '../../workflows/schemas/node-groups';
-import type { AgentPerformanceSummary } from '../../workflows/schemas/pipeline-spec';
+import { allocateStepResources, learnedMemoryMb, MEMORY_HEADROOM } from '../../core/agent-allocation';
+import { nodeGroupSchema } from '../../core/schemas/node-groups';
+import type { AgentPerformanceSummary } from '../../core/schemas/pipeline-spec';
 
 const nodeGroups = [
   nodeGroupSchema.parse({

@@ -4,8 +4,8 @@
  * for good with a message naming the field.
  */
 import { ApplicationFailure } from '@temporalio/common';
-import { defineAgent } from '../../agents/define';
-import { memoriesToRetain } from '../../workflows/agent-memory';
+import { defineAgent } from '../../core/agents';
+import { memoriesToRetain } from '../../workflows/pipeline/agent-memory';
 
 const both = defineAgent({
   name: 'both',

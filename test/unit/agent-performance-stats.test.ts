@@ -5,7 +5,7 @@ import {
   RECENT_RUNS,
   summarizePerformance,
   type AgentRunObservation,
-} from '../../workflows/agent-performance-stats';
+} from '../../core/agent-performance-stats';
 
 const run = (key: string, over: Partial<AgentRunObservation> = {}): AgentRunObservation => ({
   agent: 'a',

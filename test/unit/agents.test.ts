@@ -1,11 +1,10 @@
-import { AgentCatalog, AgentDefinitionError, defineAgent } from '../../agents/define';
-import { agentCatalog } from '../../agents/catalog';
-import { codePipelines } from '../../agents';
-import * as workflows from '../../workflows';
-import { workflowTypeOf } from '../../workflows/code-pipeline';
-import { planSteps } from '../../workflows/step-plan';
-import { nodeGroupSchema } from '../../workflows/schemas/node-groups';
-import { stepSpecSchema } from '../../workflows/schemas/pipeline-spec';
+import { AgentCatalog, AgentDefinitionError, defineAgent } from '../../core/agents';
+import { z } from 'zod';
+import { agentCatalog, codePipelines } from '../../agents';
+import { definePipeline, pantheonWorkflows, workflowTypeOf } from '../../workflows';
+import { planSteps } from '../../core/step-plan';
+import { nodeGroupSchema } from '../../core/schemas/node-groups';
+import { stepSpecSchema } from '../../core/schemas/pipeline-spec';
 
 const base = { description: 'does a thing', task: 'pantheon_tasks.examples:analyze' };
 
@@ -58,11 +57,26 @@ describe('AgentCatalog', () => {
 });
 
 describe('code-defined pipelines', () => {
-  it('are exported from workflows/index.ts under their workflow type, so the worker registers them', () => {
+  it('are registered under their workflow type, from the one list in agents/index.ts', () => {
+    const registered = pantheonWorkflows({ agents: agentCatalog, pipelines: codePipelines });
     for (const p of codePipelines) {
-      expect(p.pipeline.workflowType).toBe(workflowTypeOf(p.pipeline.name));
-      expect((workflows as Record<string, unknown>)[p.pipeline.workflowType]).toBe(p);
+      expect(p.workflowType).toBe(workflowTypeOf(p.name));
+      expect(registered.workflowTypes).toContain(p.workflowType);
     }
+    expect(registered.workflowTypes).toEqual(
+      expect.arrayContaining(['pipeline', 'agentPerformance', 'autoscaler']),
+    );
+  });
+
+  it('refuses two pipelines of one workflow type, and one named like an engine workflow', () => {
+    const body = async () => null;
+    const a = definePipeline({ name: 'same-name', description: 'a', input: z.object({}) }, body);
+    const b = definePipeline({ name: 'same-name', description: 'b', input: z.object({}) }, body);
+    expect(() => pantheonWorkflows({ agents: agentCatalog, pipelines: [a, b] })).toThrow(/sameName is taken/);
+    const engine = definePipeline({ name: 'autoscaler', description: 'c', input: z.object({}) }, body);
+    expect(() => pantheonWorkflows({ agents: agentCatalog, pipelines: [engine] })).toThrow(
+      /autoscaler is taken/,
+    );
   });
 });
 

@@ -3,18 +3,19 @@
  * + Ray's node states and unmet demand + Temporal's backlog → the policy's
  * GroupObservation; and the autoscaler workflow's input schema.
  */
+import { describeZodError } from '../../core/issues';
 import {
   matchRayNode,
   observeGroup,
   pendingForGroup,
   toNodeResources,
 } from '../../activities/scaling/observe';
-import { decide } from '../../activities/scaling/policy';
-import type { ProviderNode } from '../../activities/scaling/provider';
+import { decide } from '../../core/autoscaling/policy';
+import type { ProviderNode } from '../../activities/scaling/providers/provider';
 import type { RayClusterState, RayNodeState } from '../../activities/scaling/ray-cluster';
-import { pinToGroup } from '../../workflows/placement';
-import { autoscalerInputSchema, describeZodIssue } from '../../workflows/schemas/autoscaler';
-import { nodeGroupSchema } from '../../workflows/schemas/node-groups';
+import { pinToGroup } from '../../core/placement';
+import { autoscalerInputSchema } from '../../core/schemas/autoscaler';
+import { nodeGroupSchema } from '../../core/schemas/node-groups';
 
 const MB = 1024 * 1024;
 const group = nodeGroupSchema.parse({
@@ -173,8 +174,8 @@ describe('autoscaler input', () => {
       extra: 1,
     });
     expect(parsed.success).toBe(false);
-    const text = describeZodIssue(parsed.error!);
-    expect(text).toMatch(/groups\.0: a node group name/);
+    const text = describeZodError(parsed.error!);
+    expect(text).toMatch(/groups\[0\]: a node group name/);
     expect(text).toMatch(/budget\.nodeHours: /);
   });
 });

@@ -4,8 +4,8 @@
  * the RayCluster schema: no Kubernetes API server can be installed here.
  */
 import { KubeConfig } from '@kubernetes/client-node';
-import { KubeRayNodeProvider, workerGroupPatch } from '../../activities/scaling/kuberay-provider';
-import { nodeGroupSchema, type NodeGroup } from '../../workflows/schemas/node-groups';
+import { KubeRayNodeProvider, workerGroupPatch } from '../../activities/scaling/providers/kuberay/provider';
+import { nodeGroupSchema, type NodeGroup } from '../../core/schemas/node-groups';
 import { startFakeKubeApiServer, type FakeKubeApiServer, type FakePod } from '../helpers/kube-api-server';
 
 const NAMESPACE = 'ml';

@@ -1,7 +1,7 @@
 import type { Schemas } from '@qdrant/js-client-rest';
 import fc from 'fast-check';
 import { buildProjectSelection, buildReadFilter, type ReadScope } from '../../activities/memory/filters';
-import type { MemoryScope } from '../../workflows/schemas/memory';
+import type { MemoryScope } from '../../core/schemas/memory';
 
 type Payload = { project: string; scope: MemoryScope; agent: string; pipeline: string; createdAtMs: number };
 

@@ -8,7 +8,7 @@ import {
   retainMemoryInputSchema,
   searchProjectMemoryInputSchema,
   forgetMemoryInputSchema,
-} from '../../workflows/schemas/memory';
+} from '../../core/schemas/memory';
 
 const validRetain = {
   project: 'acme',
@@ -44,7 +44,7 @@ describe('retainMemoryInputSchema', () => {
       ...validRetain,
       memories: [validRetain.memories[0], { text, scope: 'private' }],
     });
-    expect(issues).toEqual([{ path: 'memories.1.text', message: expect.stringContaining(message) }]);
+    expect(issues).toEqual([{ path: 'memories[1].text', message: expect.stringContaining(message) }]);
   });
 
   it('refuses an unknown scope and says which are known', () => {
@@ -53,7 +53,7 @@ describe('retainMemoryInputSchema', () => {
       memories: [{ text: 'hello', scope: 'public' }],
     });
     expect(issues).toEqual([
-      { path: 'memories.0.scope', message: 'must be "shared" or "private", got "public"' },
+      { path: 'memories[0].scope', message: 'must be "shared" or "private", got "public"' },
     ]);
   });
 
@@ -66,7 +66,7 @@ describe('retainMemoryInputSchema', () => {
       'memories',
     ]);
     expect(issuesOf(retainMemoryInputSchema, { ...validRetain, extra: 1 })).toEqual([
-      { path: '', message: expect.stringContaining('extra') },
+      { path: '(input)', message: expect.stringContaining('extra') },
     ]);
   });
 
@@ -137,9 +137,9 @@ describe('MemoryInputError', () => {
     const error = MemoryInputError.fromZod('retainMemory', result.error);
     expect(error.name).toBe('MemoryInputError');
     expect(error.message).toMatch(/^invalid retainMemory input: /);
-    expect(error.message).toContain('project must not be empty');
-    expect(error.message).toContain('memories.0.text must not be empty');
-    expect(error.message).toContain('memories.0.scope');
+    expect(error.message).toContain('project: must not be empty');
+    expect(error.message).toContain('memories[0].text: must not be empty');
+    expect(error.message).toContain('memories[0].scope');
   });
 });
 

@@ -6,9 +6,9 @@ import {
   readySteps,
   blockedSteps,
   resolveStepRefs,
-} from '../../workflows/dag';
-import { pipelineSpecSchema, type StepSpec } from '../../workflows/schemas/pipeline-spec';
-import { refuseTaskRef } from '../../workflows/schemas/task-ref';
+} from '../../core/dag';
+import { pipelineSpecSchema, type StepSpec } from '../../core/schemas/pipeline-spec';
+import { refuseTaskRef } from '../../core/schemas/task-ref';
 
 const ECHO = 'pantheon_tasks.testkit:echo';
 const valid = {

@@ -1,5 +1,5 @@
-import { chooseNodeGroup, nodeShortfall, requestedAmounts } from '../../workflows/placement';
-import { nodeGroupSchema, type NodeGroup } from '../../workflows/schemas/node-groups';
+import { chooseNodeGroup, nodeShortfall, requestedAmounts } from '../../core/placement';
+import { nodeGroupSchema, type NodeGroup } from '../../core/schemas/node-groups';
 
 function group(
   name: string,

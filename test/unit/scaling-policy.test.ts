@@ -1,14 +1,14 @@
 import fc from 'fast-check';
-import { decide } from '../../activities/scaling/policy';
+import { decide } from '../../core/autoscaling/policy';
 import {
   policyInputSchema,
   type GroupDecision,
   type PolicyInput,
   type PolicyState,
-} from '../../activities/scaling/policy-types';
-import { chooseNodeGroup } from '../../workflows/placement';
-import { nodeGroupSchema, type NodeGroup } from '../../workflows/schemas/node-groups';
-import type { Resources } from '../../workflows/schemas/resources';
+} from '../../core/autoscaling/policy-types';
+import { chooseNodeGroup } from '../../core/placement';
+import { nodeGroupSchema, type NodeGroup } from '../../core/schemas/node-groups';
+import type { Resources } from '../../core/schemas/resources';
 
 const NOW = 1_000_000_000;
 const IDLE_TIMEOUT = 60_000;

@@ -1,12 +1,12 @@
-import type { PolicySettings } from '../../activities/scaling/policy-types';
+import type { PolicySettings } from '../../core/autoscaling/policy-types';
 import {
   generateLoad,
   simulate,
   type ScaleEvent,
   type SimulationOptions,
   type SimulationReport,
-} from '../../activities/scaling/simulate';
-import { nodeGroupSchema, type NodeGroup } from '../../workflows/schemas/node-groups';
+} from '../../core/autoscaling/simulate';
+import { nodeGroupSchema, type NodeGroup } from '../../core/schemas/node-groups';
 
 const SECOND = 1_000;
 const MINUTE = 60 * SECOND;

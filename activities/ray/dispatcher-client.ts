@@ -1,0 +1,129 @@
+/**
+ * The dispatcher, as the worker talks to it: a typed client over the Ray
+ * bridge (ray-tasks/pantheon_runtime/bridge.py), whose methods mirror the
+ * dispatcher actor's (ray-tasks/pantheon_runtime/dispatcher.py). Every answer
+ * is checked with zod; an answer of the wrong shape names the field.
+ *
+ *   submit  attach to the key's task, or start its next generation
+ *   wait    the outcome of one generation (pushed when it ends)
+ *   status  the key's current state, for heartbeats (null: unknown key)
+ *   cancel  stop the key's task: interrupt, then force after the grace
+ */
+import { z } from 'zod';
+import { describeZodError } from '../../core/issues';
+import type { PythonHelper } from '../../stack/python-helper';
+import { FAILURE_KINDS } from './attempt-policy';
+import type { RayTaskOptions } from './ray-options';
+
+export const historyItemSchema = z.object({
+  generation: z.number().int(),
+  attempt: z.number().int(),
+  outcome: z.enum(['succeeded', ...FAILURE_KINDS]),
+  node: z.string().nullable(),
+  memoryBytes: z.number().nullable().optional(),
+  reason: z.string().nullable().optional(),
+});
+
+const stepStateSchema = z.object({
+  key: z.string(),
+  generation: z.number().int(),
+  state: z.enum(['pending', 'running', 'succeeded', 'failed', 'cancelled']),
+  node: z.string().nullable(),
+  nodes: z.array(z.string()),
+  attempt: z.number().int(),
+  queuedMs: z.number(),
+  runningMs: z.number(),
+  memoryBytes: z.number().nullable().optional(),
+  history: z.array(historyItemSchema).default([]),
+  attached: z.boolean().optional(),
+});
+export type RayStepState = z.infer<typeof stepStateSchema>;
+
+const submitAnswerSchema = z.union([
+  z.object({ conflict: z.literal(true), generation: z.number().int() }).passthrough(),
+  stepStateSchema,
+]);
+
+const failureSchema = z.object({
+  kind: z.enum(FAILURE_KINDS),
+  type: z.string(),
+  message: z.string(),
+  traceback: z.string().optional(),
+});
+const outcomeSchema = z.discriminatedUnion('ok', [
+  z.object({
+    ok: z.literal(true),
+    output: z.unknown(),
+    node: z.string().nullable(),
+    nodes: z.array(z.string()),
+    queuedMs: z.number(),
+    runningMs: z.number(),
+    memoryBytes: z.number().nullable().optional(),
+    history: z.array(historyItemSchema).default([]),
+  }),
+  z.object({
+    ok: z.literal(false),
+    error: failureSchema,
+    node: z.string().nullable(),
+    nodes: z.array(z.string()).default([]),
+    memoryBytes: z.number().nullable().optional(),
+    history: z.array(historyItemSchema).default([]),
+  }),
+]);
+
+export type HistoryItem = z.infer<typeof historyItemSchema>;
+export type SubmitAnswer = z.infer<typeof submitAnswerSchema>;
+export type StepOutcome = z.infer<typeof outcomeSchema>;
+
+/** What a submission carries: the key's owner, the task and how Ray should run it. */
+export interface SubmitRequest {
+  key: string;
+  /** The workflow run and attempt asking: the dispatcher's attach rules depend on them. */
+  run: string;
+  attempt: number;
+  task: string;
+  args: unknown[];
+  kwargs: Record<string, unknown>;
+  options: RayTaskOptions;
+  limits: { allowed_packages: string[]; max_result_bytes: number; memory_guard: string };
+  /** The generation this plan was made from: the dispatcher refuses it if the key moved on since. */
+  plan: { basedOn: number | null };
+}
+
+export interface CancelRequest {
+  key: string;
+  run: string;
+  attempt: number;
+  /** How long the task gets to stop after the interrupt before it is force-killed. */
+  graceMs: number;
+  /** Answer only once the task has stopped. */
+  wait: boolean;
+}
+
+/** Parses what the bridge answered, naming the field that is wrong. */
+function parseAnswer<T>(schema: z.ZodType<T>, value: unknown, method: string): T {
+  const parsed = schema.safeParse(value);
+  if (parsed.success) return parsed.data;
+  throw new Error(`the Ray bridge answered ${method} with an invalid ${describeZodError(parsed.error)}`);
+}
+
+export class DispatcherClient {
+  constructor(private readonly bridge: Pick<PythonHelper, 'call'>) {}
+
+  async submit(request: SubmitRequest): Promise<SubmitAnswer> {
+    return parseAnswer(submitAnswerSchema, await this.bridge.call<unknown>('submit', request), 'submit');
+  }
+
+  async wait(key: string, generation: number): Promise<StepOutcome> {
+    return parseAnswer(outcomeSchema, await this.bridge.call<unknown>('wait', { key, generation }), 'wait');
+  }
+
+  async status(key: string): Promise<RayStepState | null> {
+    const raw = await this.bridge.call<unknown>('status', { key });
+    return raw === null ? null : parseAnswer(stepStateSchema, raw, 'status');
+  }
+
+  async cancel(request: CancelRequest): Promise<void> {
+    await this.bridge.call('cancel', request);
+  }
+}

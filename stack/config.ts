@@ -1,0 +1,85 @@
+/**
+ * Where the local stack lives and listens. Every value can be changed by an
+ * environment variable; the defaults are the documented contract
+ * (Temporal 127.0.0.1:7233, Web UI 8233, Ray dashboard 8265, Qdrant 6333).
+ */
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { z } from 'zod';
+import { nodeGroupsConfigSchema, type NodeGroupsConfig } from '../core/schemas/node-groups';
+import { describeZodError } from '../core/issues';
+
+export const REPO_ROOT = path.resolve(__dirname, '..');
+
+const port = z.coerce.number().int().min(1).max(65535);
+
+const stackEnvSchema = z.object({
+  PANTHEON_STATE_DIR: z.string().default(path.join(REPO_ROOT, '.state')),
+  PANTHEON_NODE_GROUPS: z.string().default(path.join(REPO_ROOT, 'config', 'node-groups.json')),
+  TEMPORAL_PORT: port.default(7233),
+  TEMPORAL_UI_PORT: port.default(8233),
+  RAY_HEAD_PORT: port.default(6379),
+  RAY_DASHBOARD_PORT: port.default(8265),
+  RAY_CLIENT_SERVER_PORT: port.default(10001),
+  QDRANT_PORT: port.default(6333),
+  /** Object store per Ray node, in MB: small, since steps pass JSON, not tensors. */
+  RAY_OBJECT_STORE_MB: z.coerce.number().int().min(75).default(100),
+});
+
+export type StackConfig = ReturnType<typeof loadStackConfig>;
+
+export function loadStackConfig(env: NodeJS.ProcessEnv = process.env) {
+  const parsed = stackEnvSchema.safeParse(env);
+  if (!parsed.success) {
+    throw new Error(`invalid stack setting ${describeZodError(parsed.error)}`);
+  }
+  const e = parsed.data;
+  const stateDir = path.resolve(e.PANTHEON_STATE_DIR);
+  return {
+    stateDir,
+    logDir: path.join(stateDir, 'logs'),
+    pidDir: path.join(stateDir, 'pids'),
+    nodeGroupsFile: path.resolve(e.PANTHEON_NODE_GROUPS),
+    venvBin: path.join(REPO_ROOT, '.venv', 'bin'),
+    rayTasksDir: path.join(REPO_ROOT, 'ray-tasks'),
+    temporal: { port: e.TEMPORAL_PORT, uiPort: e.TEMPORAL_UI_PORT, address: `127.0.0.1:${e.TEMPORAL_PORT}` },
+    ray: {
+      headPort: e.RAY_HEAD_PORT,
+      address: `127.0.0.1:${e.RAY_HEAD_PORT}`,
+      dashboardPort: e.RAY_DASHBOARD_PORT,
+      dashboardUrl: `http://127.0.0.1:${e.RAY_DASHBOARD_PORT}`,
+      clientServerPort: e.RAY_CLIENT_SERVER_PORT,
+      objectStoreBytes: e.RAY_OBJECT_STORE_MB * 1024 * 1024,
+      // Unix socket paths under it must stay short, whatever the clone's path.
+      tempDir: `/tmp/pantheon-ray-${e.RAY_HEAD_PORT}`,
+    },
+    qdrant: { port: e.QDRANT_PORT, url: `http://127.0.0.1:${e.QDRANT_PORT}` },
+  };
+}
+
+export function loadNodeGroups(file: string): NodeGroupsConfig {
+  const raw: unknown = JSON.parse(fs.readFileSync(file, 'utf8'));
+  const parsed = nodeGroupsConfigSchema.safeParse(raw);
+  if (!parsed.success) {
+    throw new Error(`${file}: invalid ${describeZodError(parsed.error)}`);
+  }
+  return parsed.data;
+}
+
+/** The Qdrant agent memory lives in: QDRANT_URL when set (a real Qdrant), else the stack's own. */
+export function memoryQdrantUrl(config: StackConfig): string {
+  return process.env.QDRANT_URL || config.qdrant.url;
+}
+
+/** The environment every Ray process of the local stack gets. */
+export function rayProcessEnv(config: StackConfig): NodeJS.ProcessEnv {
+  return {
+    ...process.env,
+    PYTHONPATH: config.rayTasksDir,
+    RAY_USAGE_STATS_ENABLED: '0',
+    // Temporal owns step retries; Ray must not retry OOM-killed tasks underneath it.
+    RAY_task_oom_retries: '0',
+    // Agent tasks read memory (ray-tasks/pantheon_runtime/memory.py) where the worker writes it.
+    QDRANT_URL: memoryQdrantUrl(config),
+  };
+}

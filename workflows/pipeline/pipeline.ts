@@ -1,0 +1,261 @@
+/**
+ * The data-defined pipeline: workflow type `pipeline` on task queue `pantheon`.
+ * It validates the JSON spec, plans placement, then runs the DAG: every step
+ * whose dependencies have succeeded is started at once, as an activity on its
+ * node group's task queue, with the pipeline's priority and fairness key.
+ *
+ * Besides the messages every pipeline answers (core/messages/pipeline.ts), this
+ * one takes two updates that only make sense for a declared DAG:
+ * `setStepResources` for a step that has not started, and `addStep`. All of
+ * them are wired in one block at the top of the workflow; the logic is in
+ * `PipelineRun` (every pipeline) and `DagPipeline` (this one).
+ */
+import { type Issue, describeIssues } from '../../core/issues';
+import {
+  allHandlersFinished,
+  ApplicationFailure,
+  condition,
+  isCancellation,
+  setHandler,
+} from '@temporalio/workflow';
+import {
+  blockedSteps,
+  dependenciesOf,
+  findCycle,
+  parsePipelineSpec,
+  readySteps,
+  resolveStepRefs,
+} from '../../core/dag';
+import type { AgentCatalog } from '../../core/agents';
+import {
+  addStepInputSchema,
+  addStepUpdate,
+  cancelStepUpdate,
+  progressQuery,
+  setPriorityUpdate,
+  setStepResourcesInputSchema,
+  setStepResourcesUpdate,
+  stepAttemptStartedSignal,
+  type StepAdded,
+  type StepResourcesChanged,
+} from '../../core/messages/pipeline';
+import { invalidUpdate, parseUpdateInput, PipelineRun } from './run';
+import type { PipelineResult, StepSpec, StepStatus } from '../../core/schemas/pipeline-spec';
+import { planStep, planSteps, type PlanContext } from '../../core/step-plan';
+
+export function invalidSpec(issues: Issue[]): ApplicationFailure {
+  return ApplicationFailure.create({
+    type: 'InvalidPipelineSpec',
+    message: `invalid pipeline spec: ${describeIssues(issues)}`,
+    nonRetryable: true,
+    details: [issues],
+  });
+}
+
+/** The `pipeline` workflow, for the agents a deployment knows (what a spec's `agent` field may name). */
+export function pipelineWorkflow(agents: AgentCatalog): (input: unknown) => Promise<PipelineResult> {
+  const pipeline = async (input: unknown): Promise<PipelineResult> => {
+    const parsed = parsePipelineSpec(input);
+    if (!parsed.ok) throw invalidSpec(parsed.issues);
+    const spec = parsed.spec;
+    const run = new PipelineRun(
+      {
+        name: spec.name,
+        project: spec.project,
+        user: spec.user,
+        priority: spec.priority,
+        fairnessWeight: spec.fairnessWeight,
+      },
+      agents,
+    );
+    const dag = new DagPipeline(spec.steps, spec.failurePolicy, run, agents);
+
+    // Every message this workflow answers (core/messages/pipeline.ts), in one place. The DAG's own
+    // updates are wired once the node groups are known, since their validators plan against them;
+    // one sent before that waits in Temporal until then.
+    setHandler(progressQuery, () => run.snapshot());
+    setHandler(stepAttemptStartedSignal, (raw) => run.onAttemptStarted(raw));
+    setHandler(setPriorityUpdate, (raw) => run.setPriority(raw), {
+      validator: (raw) => run.validateSetPriority(raw),
+    });
+    setHandler(cancelStepUpdate, (raw) => run.cancelStep(raw), {
+      validator: (raw) => run.validateCancelStep(raw),
+    });
+    await dag.plan();
+    setHandler(setStepResourcesUpdate, (raw) => dag.setStepResources(raw), {
+      validator: (raw) => dag.validateSetStepResources(raw),
+    });
+    setHandler(addStepUpdate, (raw) => dag.addStep(raw), { validator: (raw) => dag.validateAddStep(raw) });
+
+    return dag.runToEnd();
+  };
+  Object.defineProperty(pipeline, 'name', { value: 'pipeline' });
+  return pipeline;
+}
+
+/** A declared DAG of steps: planning, the live updates that change it, and the scheduling loop. */
+class DagPipeline {
+  private readonly steps: StepSpec[];
+  private context: PlanContext = { nodeGroups: [], allowedTaskPackages: [] };
+  private stopScheduling = false;
+  private running = 0;
+
+  constructor(
+    steps: readonly StepSpec[],
+    private readonly failurePolicy: 'failFast' | 'continue',
+    private readonly run: PipelineRun,
+    private readonly agents: AgentCatalog,
+  ) {
+    this.steps = [...steps];
+    for (const step of this.steps) run.declare(step.id, step.agent);
+  }
+
+  validateSetStepResources(raw: unknown): void {
+    const { stepId, resources } = parseUpdateInput(setStepResourcesInputSchema, raw);
+    if (this.run.status !== 'running') throw invalidUpdate(`the pipeline has already ${this.run.status}`);
+    const index = this.steps.findIndex((s) => s.id === stepId);
+    if (index < 0) throw invalidUpdate(`unknown step "${stepId}"`);
+    const current = this.run.statusOf(stepId);
+    if (current !== 'pending')
+      throw invalidUpdate(
+        `step "${stepId}" is ${current}: only a step that has not started can change resources`,
+      );
+    const planned = planStep({ ...this.steps[index]!, resources }, 'resources', this.context, this.agents);
+    if (planned.issues.length > 0) throw invalidUpdate(describeIssues(planned.issues));
+  }
+
+  setStepResources(raw: unknown): StepResourcesChanged {
+    const { stepId, resources } = parseUpdateInput(setStepResourcesInputSchema, raw);
+    const index = this.steps.findIndex((s) => s.id === stepId);
+    const changed = { ...this.steps[index]!, resources };
+    this.steps[index] = changed;
+    const { group } = planStep(changed, `steps[${index}]`, this.context, this.agents);
+    this.run.declare(stepId);
+    return { stepId, resources, group: group! };
+  }
+
+  validateAddStep(raw: unknown): void {
+    const { step } = parseUpdateInput(addStepInputSchema, raw);
+    if (this.run.status !== 'running' || this.stopScheduling)
+      throw invalidUpdate(
+        `the pipeline is ${this.stopScheduling ? 'stopping after a failure' : this.run.status}`,
+      );
+    if (this.steps.some((s) => s.id === step.id))
+      throw invalidUpdate(`step.id: step "${step.id}" already exists`);
+    const missing = dependenciesOf(step).filter((d) => !this.steps.some((s) => s.id === d));
+    if (missing.length > 0)
+      throw invalidUpdate(
+        `step.dependsOn: unknown step${missing.length > 1 ? 's' : ''} ${missing.map((m) => `"${m}"`).join(', ')}`,
+      );
+    if (findCycle([...this.steps, step]))
+      throw invalidUpdate(`step "${step.id}" would close a dependency cycle`);
+    const planned = planStep(step, 'step', this.context, this.agents);
+    if (planned.issues.length > 0) throw invalidUpdate(describeIssues(planned.issues));
+  }
+
+  addStep(raw: unknown): StepAdded {
+    const { step } = parseUpdateInput(addStepInputSchema, raw);
+    this.steps.push(step);
+    this.run.declare(step.id, step.agent);
+    return { stepId: step.id, dependsOn: dependenciesOf(step) };
+  }
+
+  /** Reads the node groups (once, recorded in history), refuses a spec that cannot be placed, starts. */
+  async plan(): Promise<void> {
+    this.context = await this.run.load();
+    const plan = planSteps({ steps: this.steps }, this.context, this.agents);
+    if (!plan.ok) throw invalidSpec(plan.issues);
+    this.run.begin();
+  }
+
+  /** Starts every step whose dependencies have succeeded, until every step is final. */
+  async runToEnd(): Promise<PipelineResult> {
+    const { run, steps } = this;
+    try {
+      for (;;) {
+        this.schedule();
+        if (this.running === 0 && run.allFinal) break;
+        const seen = run.version;
+        await condition(() => run.version !== seen || (this.running === 0 && run.allFinal));
+      }
+    } catch (err) {
+      if (isCancellation(err)) {
+        run.finish('cancelled');
+        throw err;
+      }
+      throw err;
+    }
+
+    const failed = steps.filter((s) => run.statusOf(s.id) === 'failed');
+    const result = run.finish(failed.length > 0 ? 'failed' : 'succeeded');
+    // Updates accepted before the end (a priority change waiting on its activity) finish first.
+    await condition(allHandlersFinished);
+    if (failed.length > 0) {
+      const first = result.steps[failed[0]!.id]!;
+      throw ApplicationFailure.create({
+        type: 'PipelineStepFailed',
+        message: `step ${failed.map((s) => `"${s.id}"`).join(', ')} failed: ${first.error?.type}: ${first.error?.message}`,
+        nonRetryable: true,
+        details: [result],
+      });
+    }
+    return result;
+  }
+
+  /**
+   * The outputs of the steps asked for (a step's dependencies, which include every step its inputs
+   * reference), read from the run's results, which a step's success updates at once: a separate map
+   * filled after `await` could lag behind a dependant's scheduling. Reading all of them for each of
+   * n steps would make scheduling O(n²).
+   */
+  private outputs(ids: readonly string[]): Record<string, unknown> {
+    return Object.fromEntries(
+      ids
+        .filter((id) => this.run.statusOf(id) === 'succeeded')
+        .map((id) => [id, this.run.results[id]!.output]),
+    );
+  }
+
+  private status(): Record<string, StepStatus> {
+    return Object.fromEntries(this.steps.map((s) => [s.id, this.run.statusOf(s.id) ?? 'pending']));
+  }
+
+  private async runStep(step: StepSpec): Promise<void> {
+    try {
+      const available = this.outputs(dependenciesOf(step));
+      const inputs = {
+        args: resolveStepRefs(step.args, available) as unknown[],
+        kwargs: resolveStepRefs(step.kwargs, available) as Record<string, unknown>,
+      };
+      await this.run.runStep(step, inputs);
+    } finally {
+      this.running--;
+    }
+  }
+
+  private schedule(): void {
+    const { run, steps } = this;
+    const current = this.status();
+    if (
+      this.failurePolicy === 'failFast' &&
+      !this.stopScheduling &&
+      Object.values(current).includes('failed')
+    ) {
+      // failFast: the first failure stops everything still running; the rest is skipped.
+      this.stopScheduling = true;
+      run.stepsScope.cancel();
+    }
+    for (const blocked of blockedSteps(steps, current)) run.setStatus(blocked.id, 'skipped');
+    if (this.stopScheduling) {
+      for (const step of steps) if (run.statusOf(step.id) === 'pending') run.setStatus(step.id, 'skipped');
+      return;
+    }
+    // `current` is still right for this: a step skipped just above was blocked, so it was never ready.
+    for (const step of readySteps(steps, current)) {
+      this.running++;
+      // Not pending any more from here on, so the next schedule() does not start it twice.
+      run.setStatus(step.id, 'queued');
+      void this.runStep(step);
+    }
+  }
+}
