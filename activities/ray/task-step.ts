@@ -35,6 +35,8 @@ export interface RayTaskStepInput {
   resources?: Resources;
   /** Ray node ids to keep off, on top of those the step's own history rules out. */
   avoidNodes?: string[];
+  /** The node group the step runs in (absent from activities scheduled before it was sent). */
+  group?: string;
 }
 
 export interface RayStepOutput {
@@ -105,9 +107,12 @@ export function stepKey(workflowId: string, stepId: string): string {
   return `${workflowId}/${stepId}`;
 }
 
-/** The attempt policy's limits for a step that runs on `taskQueue`. */
-export function policyConfigFor(config: RayTaskStepConfig, taskQueue: string): AttemptPolicyConfig {
-  const group = config.nodeGroups.find((g) => nodeGroupTaskQueue(g.name) === taskQueue);
+/** The attempt policy's limits for a step of node group `groupName`. */
+export function policyConfigFor(
+  config: RayTaskStepConfig,
+  groupName: string | undefined,
+): AttemptPolicyConfig {
+  const group = config.nodeGroups.find((g) => g.name === groupName);
   const memoryCapMb = Math.min(config.maxStepMemoryMb, group?.node.memoryMb ?? Number.POSITIVE_INFINITY);
   return { memoryCapMb, firstOomMemoryMb: Math.min(config.firstOomMemoryMb, memoryCapMb) };
 }
@@ -214,7 +219,10 @@ export function createRayTaskActivities(
 
     const key = stepKey(supervisor.workflowId, input.stepId);
     const log = log0.child({ workflowId: supervisor.workflowId });
-    const policy = policyConfigFor(config, taskQueue);
+    // Activities scheduled before the workflow sent the group name it by their queue alone.
+    const groupName =
+      input.group ?? config.nodeGroups.find((g) => nodeGroupTaskQueue(g.name) === taskQueue)?.name;
+    const policy = policyConfigFor(config, groupName);
 
     const submitted = await supervisor.keepAlive(
       () => ({ key, state: 'submitting' }),

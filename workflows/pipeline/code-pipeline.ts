@@ -100,7 +100,7 @@ export class PipelineSteps {
 
   /** The full record of a step that ran (status, attempts, node, timings). */
   result(id: string): StepResult | undefined {
-    return this.run.results[id];
+    return this.run.records.results[id];
   }
 
   private async step<T>(
@@ -111,7 +111,7 @@ export class PipelineSteps {
         `step id "${request.id}": letters, digits, "_", "-" and "."`,
         'InvalidStep',
       );
-    if (this.run.results[request.id] !== undefined)
+    if (this.run.records.results[request.id] !== undefined)
       throw ApplicationFailure.nonRetryable(`step id "${request.id}" is used twice`, 'InvalidStep');
     const spec: StepSpec = {
       id: request.id,
@@ -208,7 +208,7 @@ export async function runCodePipeline(
 
   // Every message a code-defined pipeline answers (core/messages/pipeline.ts), in one place.
   setHandler(progressQuery, () => run.snapshot());
-  setHandler(stepAttemptStartedSignal, (raw) => run.onAttemptStarted(raw));
+  setHandler(stepAttemptStartedSignal, (raw) => run.records.onAttemptStarted(raw));
   setHandler(setPriorityUpdate, (raw) => run.setPriority(raw), {
     validator: (raw) => run.validateSetPriority(raw),
   });
@@ -225,7 +225,9 @@ export async function runCodePipeline(
     // Steps still running when the body gave up (a failed branch of a fan-out) are stopped, not abandoned.
     run.stepsScope.cancel();
     await condition(() =>
-      run.order.every((id) => run.results[id]!.status !== 'running' && run.results[id]!.status !== 'queued'),
+      run.records.order.every(
+        (id) => run.records.results[id]!.status !== 'running' && run.records.results[id]!.status !== 'queued',
+      ),
     ).catch(() => undefined);
     const result = run.finish(isCancellation(err) ? 'cancelled' : 'failed');
     if (isCancellation(err)) throw err;

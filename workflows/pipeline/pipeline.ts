@@ -74,7 +74,7 @@ export function pipelineWorkflow(agents: AgentCatalog): (input: unknown) => Prom
     // updates are wired once the node groups are known, since their validators plan against them;
     // one sent before that waits in Temporal until then.
     setHandler(progressQuery, () => run.snapshot());
-    setHandler(stepAttemptStartedSignal, (raw) => run.onAttemptStarted(raw));
+    setHandler(stepAttemptStartedSignal, (raw) => run.records.onAttemptStarted(raw));
     setHandler(setPriorityUpdate, (raw) => run.setPriority(raw), {
       validator: (raw) => run.validateSetPriority(raw),
     });
@@ -107,7 +107,7 @@ class DagPipeline {
     private readonly agents: AgentCatalog,
   ) {
     this.steps = [...steps];
-    for (const step of this.steps) run.declare(step.id, step.agent);
+    for (const step of this.steps) run.records.declare(step.id, step.agent);
   }
 
   validateSetStepResources(raw: unknown): void {
@@ -115,7 +115,7 @@ class DagPipeline {
     if (this.run.status !== 'running') throw invalidUpdate(`the pipeline has already ${this.run.status}`);
     const index = this.steps.findIndex((s) => s.id === stepId);
     if (index < 0) throw invalidUpdate(`unknown step "${stepId}"`);
-    const current = this.run.statusOf(stepId);
+    const current = this.run.records.statusOf(stepId);
     if (current !== 'pending')
       throw invalidUpdate(
         `step "${stepId}" is ${current}: only a step that has not started can change resources`,
@@ -130,7 +130,7 @@ class DagPipeline {
     const changed = { ...this.steps[index]!, resources };
     this.steps[index] = changed;
     const { group } = planStep(changed, `steps[${index}]`, this.context, this.agents);
-    this.run.declare(stepId);
+    this.run.records.declare(stepId);
     return { stepId, resources, group: group! };
   }
 
@@ -156,7 +156,7 @@ class DagPipeline {
   addStep(raw: unknown): StepAdded {
     const { step } = parseUpdateInput(addStepInputSchema, raw);
     this.steps.push(step);
-    this.run.declare(step.id, step.agent);
+    this.run.records.declare(step.id, step.agent);
     return { stepId: step.id, dependsOn: dependenciesOf(step) };
   }
 
@@ -174,9 +174,9 @@ class DagPipeline {
     try {
       for (;;) {
         this.schedule();
-        if (this.running === 0 && run.allFinal) break;
-        const seen = run.version;
-        await condition(() => run.version !== seen || (this.running === 0 && run.allFinal));
+        if (this.running === 0 && run.records.allFinal) break;
+        const seen = run.records.version;
+        await condition(() => run.records.version !== seen || (this.running === 0 && run.records.allFinal));
       }
     } catch (err) {
       if (isCancellation(err)) {
@@ -186,7 +186,7 @@ class DagPipeline {
       throw err;
     }
 
-    const failed = steps.filter((s) => run.statusOf(s.id) === 'failed');
+    const failed = steps.filter((s) => run.records.statusOf(s.id) === 'failed');
     const result = run.finish(failed.length > 0 ? 'failed' : 'succeeded');
     // Updates accepted before the end (a priority change waiting on its activity) finish first.
     await condition(allHandlersFinished);
@@ -211,13 +211,13 @@ class DagPipeline {
   private outputs(ids: readonly string[]): Record<string, unknown> {
     return Object.fromEntries(
       ids
-        .filter((id) => this.run.statusOf(id) === 'succeeded')
-        .map((id) => [id, this.run.results[id]!.output]),
+        .filter((id) => this.run.records.statusOf(id) === 'succeeded')
+        .map((id) => [id, this.run.records.results[id]!.output]),
     );
   }
 
   private status(): Record<string, StepStatus> {
-    return Object.fromEntries(this.steps.map((s) => [s.id, this.run.statusOf(s.id) ?? 'pending']));
+    return Object.fromEntries(this.steps.map((s) => [s.id, this.run.records.statusOf(s.id) ?? 'pending']));
   }
 
   private async runStep(step: StepSpec): Promise<void> {
@@ -245,16 +245,17 @@ class DagPipeline {
       this.stopScheduling = true;
       run.stepsScope.cancel();
     }
-    for (const blocked of blockedSteps(steps, current)) run.setStatus(blocked.id, 'skipped');
+    for (const blocked of blockedSteps(steps, current)) run.records.setStatus(blocked.id, 'skipped');
     if (this.stopScheduling) {
-      for (const step of steps) if (run.statusOf(step.id) === 'pending') run.setStatus(step.id, 'skipped');
+      for (const step of steps)
+        if (run.records.statusOf(step.id) === 'pending') run.records.setStatus(step.id, 'skipped');
       return;
     }
     // `current` is still right for this: a step skipped just above was blocked, so it was never ready.
     for (const step of readySteps(steps, current)) {
       this.running++;
       // Not pending any more from here on, so the next schedule() does not start it twice.
-      run.setStatus(step.id, 'queued');
+      run.records.setStatus(step.id, 'queued');
       void this.runStep(step);
     }
   }

@@ -28,7 +28,6 @@ import {
   cancelStepInputSchema,
   setPriorityInputSchema,
   stepActivityId,
-  stepAttemptStartedSchema,
   type PriorityChanged,
   type StepCancelled,
 } from '../../core/messages/pipeline';
@@ -41,10 +40,12 @@ import {
   type PipelineStatus,
   type StepResult,
   type StepSpec,
-  type StepStatus,
   type UsageReport,
 } from '../../core/schemas/pipeline-spec';
+import { pipelineDetails } from './details';
+import { StepRecords } from './step-records';
 import { executeStep, failureOf, type StepPriority } from './step-execution';
+import { usageReport } from '../../core/usage-report';
 import type { PlanContext } from '../../core/step-plan';
 import { describeZodError } from '../../core/issues';
 
@@ -86,25 +87,18 @@ export function fairnessKeyOf(identity: { project: string; user?: string }): str
   return identity.user ? `${identity.project}/${identity.user}` : identity.project;
 }
 
-const MAX_DETAIL_ROWS = 25;
-
 export class PipelineRun {
-  readonly results: Record<string, StepResult> = {};
-  readonly order: string[] = [];
+  /** Every step's state: what `progress` shows and the result returns. */
+  readonly records = new StepRecords(() => this.renderDetailsSoon());
   status: PipelineStatus = 'running';
   output: unknown;
-  /** Bumped on every change of step state: loops wait on it instead of polling. */
-  version = 0;
   private detailsPending = false;
   /** Root of every step's cancellation scope: cancelling it stops all running steps (failFast). */
   readonly stepsScope = new CancellationScope();
 
   private priorityKey: number;
   private context: PlanContext = { nodeGroups: [], allowedTaskPackages: [] };
-  private readonly stepOfActivity = new Map<string, string>();
-  private readonly inFlight = new Set<string>();
   private readonly stepScopes = new Map<string, CancellationScope>();
-  private readonly rayQueueMs: Record<string, number> = {};
   private readonly observed = new Map<string, Promise<AgentPerformanceSummary | null>>();
   private readonly observedSnapshot: Record<string, AgentPerformanceSummary | null> = {};
 
@@ -128,7 +122,7 @@ export class PipelineRun {
       PantheonPipeline: [this.identity.name],
       PantheonStatus: ['running'],
     });
-    this.changed();
+    this.records.touch();
   }
 
   get priority(): StepPriority {
@@ -143,39 +137,12 @@ export class PipelineRun {
     return this.context.nodeGroups;
   }
 
-  statusOf(stepId: string): StepStatus | undefined {
-    return this.results[stepId]?.status;
-  }
-
-  /** Makes a step known (pending) so progress shows it before it runs. */
-  declare(stepId: string, agent?: string): StepResult {
-    let result = this.results[stepId];
-    if (!result) {
-      result = { status: 'pending', attempts: 0, ...(agent !== undefined && { agent }) };
-      this.results[stepId] = result;
-      this.order.push(stepId);
-      this.changed();
-    }
-    return result;
-  }
-
-  setStatus(stepId: string, status: StepStatus): void {
-    const result = this.declare(stepId);
-    result.status = status;
-    if (FINAL_STEP_STATUSES.has(status)) result.finishedAtMs ??= Date.now();
-    this.changed();
-  }
-
-  get allFinal(): boolean {
-    return this.order.every((id) => FINAL_STEP_STATUSES.has(this.results[id]!.status));
-  }
-
   /**
    * Runs one step to its end; never throws for the step's own failure or
    * cancellation — the result says what happened.
    */
   async runStep(step: StepSpec, inputs: StepInputs): Promise<StepResult> {
-    const result = this.declare(step.id, step.agent);
+    const result = this.records.declare(step.id, step.agent);
     if (FINAL_STEP_STATUSES.has(result.status)) return result;
     // A child of stepsScope (cancelling that stops every step), made without entering stepsScope first:
     // each promise a step creates costs the SDK a stack capture, and a pipeline creates thousands.
@@ -187,7 +154,7 @@ export class PipelineRun {
       );
     } finally {
       this.stepScopes.delete(step.id);
-      this.changed();
+      this.records.touch();
     }
   }
 
@@ -200,20 +167,23 @@ export class PipelineRun {
     const activityId = stepActivityId(step.id);
     try {
       const group = this.groupFor(step.id, allocation);
-      this.markQueued(step.id, activityId, allocation);
+      this.records.markQueued(step.id, activityId, allocation);
       const out = await executeStep(step, inputs, { group, priority: this.priority, activityId });
-      return this.succeed(step.id, activityId, out);
+      return this.records.succeed(step.id, activityId, out);
     } catch (err) {
-      return this.failOrCancel(step.id, activityId, err);
+      return this.records.failOrCancel(step.id, activityId, err);
     }
   }
 
   private async runAgentStep(step: StepSpec, inputs: StepInputs): Promise<StepResult> {
     const chain = this.agents.fallbackChain(step.agent ?? '');
     if (chain.length === 0) {
-      this.setStatus(step.id, 'failed');
-      this.results[step.id]!.error = { type: 'UnknownAgent', message: `unknown agent "${step.agent}"` };
-      return this.results[step.id]!;
+      this.records.setStatus(step.id, 'failed');
+      this.records.results[step.id]!.error = {
+        type: 'UnknownAgent',
+        message: `unknown agent "${step.agent}"`,
+      };
+      return this.records.results[step.id]!;
     }
     let activityId = stepActivityId(step.id);
     try {
@@ -242,9 +212,9 @@ export class PipelineRun {
         };
         const memory = await recallForAgentStep(memoryContext, inputs);
         const group = this.groupFor(step.id, allocation);
-        this.markQueued(step.id, activityId, allocation, agent.name);
+        this.records.markQueued(step.id, activityId, allocation, agent.name);
         if (observed?.meanDurationMs != null)
-          this.results[step.id]!.expectedRunningMs = observed.meanDurationMs;
+          this.records.results[step.id]!.expectedRunningMs = observed.meanDurationMs;
         const hostStep: StepSpec = {
           // A fallback is a different Ray step: the dispatcher must not attach it to the primary's failure.
           id: fallbackAgent === undefined ? step.id : `${step.id}~${fallbackAgent}`,
@@ -282,7 +252,7 @@ export class PipelineRun {
             );
           // Remembered before the step counts as done: a malformed `memories` fails the agent like bad output.
           await retainAfterAgentStep(memoryContext, host.data.output, out.attempts);
-          const result = this.succeed(step.id, activityId, { ...out, output: host.data.output });
+          const result = this.records.succeed(step.id, activityId, { ...out, output: host.data.output });
           result.cpuSeconds = host.data.usage.cpuSeconds;
           result.peakMemoryMb = host.data.usage.peakMemoryMb;
           await this.report(agent, step.id, result);
@@ -290,7 +260,7 @@ export class PipelineRun {
         } catch (err) {
           if (isCancellation(err)) throw err;
           const failure = failureOf(err);
-          const attempts = Math.max(failure.attempts, this.results[step.id]!.attempts);
+          const attempts = Math.max(failure.attempts, this.records.results[step.id]!.attempts);
           await this.report(agent, step.id, { status: 'failed', attempts });
           const next = chain[index + 1];
           if (next === undefined) throw err;
@@ -300,10 +270,10 @@ export class PipelineRun {
             fallback: next.name,
             error: failure.message,
           });
-          this.inFlight.delete(activityId);
+          this.records.inFlight.delete(activityId);
           // From here on the step's attempts are the fallback's own; the primary's are in fallbackFrom.
-          this.results[step.id]!.attempts = 0;
-          this.results[step.id]!.fallbackFrom = {
+          this.records.results[step.id]!.attempts = 0;
+          this.records.results[step.id]!.fallbackFrom = {
             agent: agent.name,
             error: { type: failure.type, message: failure.message },
             attempts,
@@ -312,7 +282,7 @@ export class PipelineRun {
       }
       throw ApplicationFailure.nonRetryable('no agent left to run the step', 'NoAgentLeft');
     } catch (err) {
-      return this.failOrCancel(step.id, activityId, err);
+      return this.records.failOrCancel(step.id, activityId, err);
     }
   }
 
@@ -357,95 +327,14 @@ export class PipelineRun {
     }
   }
 
-  private markQueued(stepId: string, activityId: string, allocation: Allocation, agent?: string): void {
-    const result = this.declare(stepId);
-    result.status = 'queued';
-    result.scheduledAtMs ??= Date.now();
-    result.resources = allocation.resources;
-    result.allocation = allocation.allocation;
-    if (agent !== undefined) result.agent = agent;
-    this.stepOfActivity.set(activityId, stepId);
-    this.inFlight.add(activityId);
-    this.changed();
-  }
-
-  /** The `stepAttemptStarted` signal: the node-group worker saw an attempt of a step start. */
-  onAttemptStarted(raw: unknown): void {
-    const parsed = stepAttemptStartedSchema.safeParse(raw);
-    if (!parsed.success) return;
-    const { activityId, attempt, scheduledAtMs, startedAtMs } = parsed.data;
-    const stepId = this.stepOfActivity.get(activityId);
-    const result = stepId === undefined ? undefined : this.results[stepId];
-    if (!result) return;
-    // The server's scheduling time is exact, and the same on every replay (workflow time read right after a
-    // local activity is not); only the first activity of a step counts, a fallback waits on its own.
-    if (scheduledAtMs !== undefined && attempt === 1 && result.startedAtMs === undefined)
-      result.scheduledAtMs = scheduledAtMs;
-    result.startedAtMs = Math.min(result.startedAtMs ?? startedAtMs, startedAtMs);
-    result.attempts = Math.max(result.attempts, attempt);
-    if (result.status === 'queued') result.status = 'running';
-    this.changed();
-  }
-
-  /** `out` is what executeStep returned: every field it reports is kept (memory after OOM retries, tries, job logs). */
-  private succeed(stepId: string, activityId: string, out: StepResult): StepResult {
-    const result = this.declare(stepId);
-    this.inFlight.delete(activityId);
-    const finishedAtMs = Date.now();
-    const rayQueueMs = out.queuedMs ?? 0;
-    const runningMs = out.runningMs ?? 0;
-    const { status: _status, queuedMs: _rayQueued, startedAtMs, scheduledAtMs, ...reported } = out;
-    // A step over before its start signal was due reports its own start; a first attempt also the
-    // server's scheduling time. Without either (the signal lost), the start is estimated from Ray's timings.
-    if (result.startedAtMs === undefined && startedAtMs !== undefined) {
-      if (scheduledAtMs !== undefined) result.scheduledAtMs = scheduledAtMs;
-      result.startedAtMs = startedAtMs;
-    }
-    result.startedAtMs ??= Math.max(
-      result.scheduledAtMs ?? finishedAtMs,
-      finishedAtMs - rayQueueMs - runningMs,
-    );
-    const temporalQueueMs = Math.max(0, result.startedAtMs - (result.scheduledAtMs ?? result.startedAtMs));
-    this.rayQueueMs[stepId] = rayQueueMs;
-    Object.assign(result, reported, {
-      status: 'succeeded',
-      output: out.output,
-      attempts: Math.max(result.attempts, out.attempts),
-      node: out.node,
-      nodes: out.nodes,
-      queuedMs: temporalQueueMs + rayQueueMs,
-      runningMs,
-      finishedAtMs,
-    } satisfies Partial<StepResult>);
-    this.changed();
-    return result;
-  }
-
-  private failOrCancel(stepId: string, activityId: string, err: unknown): StepResult {
-    const result = this.declare(stepId);
-    this.inFlight.delete(activityId);
-    const cancelled = isCancellation(err);
-    const failure = failureOf(err);
-    result.status = cancelled ? 'cancelled' : 'failed';
-    result.attempts = Math.max(result.attempts, failure.attempts);
-    result.error = cancelled
-      ? { type: 'Cancelled', message: result.error?.message ?? 'the step was cancelled' }
-      : { type: failure.type, message: failure.message };
-    result.finishedAtMs = Date.now();
-    if (result.scheduledAtMs !== undefined && result.startedAtMs !== undefined)
-      result.queuedMs = Math.max(0, result.startedAtMs - result.scheduledAtMs);
-    this.changed();
-    return result;
-  }
-
   private assertRunning(): void {
     if (this.status !== 'running') throw invalidUpdate(`the pipeline has already ${this.status}`);
   }
 
   private assertCancellable(stepId: string): void {
-    const status = this.results[stepId]?.status;
+    const status = this.records.results[stepId]?.status;
     if (status === undefined)
-      throw invalidUpdate(`unknown step "${stepId}" (steps: ${this.order.join(', ') || 'none yet'})`);
+      throw invalidUpdate(`unknown step "${stepId}" (steps: ${this.records.order.join(', ') || 'none yet'})`);
     if (FINAL_STEP_STATUSES.has(status)) throw invalidUpdate(`step "${stepId}" has already ${status}`);
   }
 
@@ -458,7 +347,7 @@ export class PipelineRun {
   async setPriority(raw: unknown): Promise<PriorityChanged> {
     const { priority } = parseUpdateInput(setPriorityInputSchema, raw);
     this.priorityKey = priority;
-    const activityIds = [...this.inFlight];
+    const activityIds = [...this.records.inFlight];
     const changed =
       activityIds.length === 0
         ? []
@@ -468,8 +357,8 @@ export class PipelineRun {
             activityIds,
             priorityKey: priority,
           });
-    this.changed();
-    return { priority, reprioritizedSteps: changed.map((id) => this.stepOfActivity.get(id) ?? id) };
+    this.records.touch();
+    return { priority, reprioritizedSteps: changed.map((id) => this.records.stepOfActivity.get(id) ?? id) };
   }
 
   validateCancelStep(raw: unknown): void {
@@ -481,13 +370,13 @@ export class PipelineRun {
   /** The `cancelStep` update: the step stops; its dependants are skipped. */
   cancelStep(raw: unknown): StepCancelled {
     const { stepId } = parseUpdateInput(cancelStepInputSchema, raw);
-    const result = this.results[stepId]!;
+    const result = this.records.results[stepId]!;
     const was = result.status as StepCancelled['was'];
     result.error = { type: 'Cancelled', message: 'cancelled by request' };
     const scope = this.stepScopes.get(stepId);
     if (scope) scope.cancel();
-    else this.setStatus(stepId, 'cancelled');
-    this.changed();
+    else this.records.setStatus(stepId, 'cancelled');
+    this.records.touch();
     return { stepId, was };
   }
 
@@ -495,10 +384,10 @@ export class PipelineRun {
   finish(status: PipelineStatus, output?: unknown): PipelineResult {
     this.status = status;
     this.output = output;
-    for (const id of this.order)
-      if (!FINAL_STEP_STATUSES.has(this.results[id]!.status)) this.setStatus(id, 'skipped');
+    for (const id of this.records.order)
+      if (!FINAL_STEP_STATUSES.has(this.records.results[id]!.status)) this.records.setStatus(id, 'skipped');
     upsertSearchAttributes({ PantheonStatus: [status] });
-    this.changed();
+    this.records.touch();
     return this.snapshot();
   }
 
@@ -509,75 +398,23 @@ export class PipelineRun {
       ...(this.identity.user !== undefined && { user: this.identity.user }),
       priority: this.priorityKey,
       status: this.status,
-      stepOrder: [...this.order],
-      steps: this.results,
+      stepOrder: [...this.records.order],
+      steps: this.records.results,
       ...(this.output !== undefined && { output: this.output }),
       usage: this.usage(),
     };
   }
 
   usage(): UsageReport {
-    const report: UsageReport = {
-      steps: {},
-      agents: {},
-      totals: { steps: 0, attempts: 0, cpuSeconds: 0, runningMs: 0, temporalQueueMs: 0, rayQueueMs: 0 },
-    };
-    for (const id of this.order) {
-      const r = this.results[id]!;
-      const runningMs = r.runningMs ?? 0;
-      const measured = r.cpuSeconds !== undefined;
-      const cpuSeconds = measured ? r.cpuSeconds! : ((r.resources?.cpus ?? 1) * runningMs) / 1000;
-      const temporalQueueMs =
-        r.startedAtMs !== undefined && r.scheduledAtMs !== undefined
-          ? Math.max(0, r.startedAtMs - r.scheduledAtMs)
-          : 0;
-      const attempts = r.attempts + (r.fallbackFrom?.attempts ?? 0);
-      report.steps[id] = {
-        ...(r.agent !== undefined && { agent: r.agent }),
-        attempts,
-        ...(r.node !== undefined && { node: r.node }),
-        temporalQueueMs,
-        rayQueueMs: this.rayQueueMs[id] ?? 0,
-        runningMs,
-        cpuSeconds: Math.round(cpuSeconds * 1000) / 1000,
-        cpuSecondsMeasured: measured,
-        ...(r.resources?.memoryMb !== undefined && { requestedMemoryMb: r.resources.memoryMb }),
-        ...(r.peakMemoryMb !== undefined && { peakMemoryMb: r.peakMemoryMb }),
-      };
-      const t = report.totals;
-      t.steps++;
-      t.attempts += attempts;
-      t.cpuSeconds = Math.round((t.cpuSeconds + cpuSeconds) * 1000) / 1000;
-      t.runningMs += runningMs;
-      t.temporalQueueMs += temporalQueueMs;
-      t.rayQueueMs += this.rayQueueMs[id] ?? 0;
-      if (r.peakMemoryMb !== undefined) t.peakMemoryMb = Math.max(t.peakMemoryMb ?? 0, r.peakMemoryMb);
-      const agentUsage = (agent: string) =>
-        (report.agents[agent] ??= {
-          steps: 0,
-          attempts: 0,
-          cpuSeconds: 0,
-          observed: this.observedSnapshot[agent] ?? null,
-        });
-      if (r.fallbackFrom) {
-        // The agent that gave up spent attempts on the step too.
-        const primary = agentUsage(r.fallbackFrom.agent);
-        primary.steps++;
-        primary.attempts += r.fallbackFrom.attempts;
-      }
-      if (r.agent !== undefined) {
-        const a = agentUsage(r.agent);
-        a.steps++;
-        a.attempts += r.attempts;
-        a.cpuSeconds = Math.round((a.cpuSeconds + cpuSeconds) * 1000) / 1000;
-        if (r.peakMemoryMb !== undefined) a.peakMemoryMb = Math.max(a.peakMemoryMb ?? 0, r.peakMemoryMb);
-      }
-    }
-    return report;
+    return usageReport(
+      this.records.order,
+      this.records.results,
+      this.records.rayQueueMs,
+      this.observedSnapshot,
+    );
   }
 
-  private changed(): void {
-    this.version++;
+  private renderDetailsSoon(): void {
     // The details are rendered once per burst of changes (a microtask later, still in the same workflow
     // task), not on every change: rendering is O(steps), and a pipeline makes O(steps) changes at once.
     if (this.detailsPending) return;
@@ -590,37 +427,10 @@ export class PipelineRun {
 
   /** Markdown for the Web UI's "current details": where the pipeline is, step by step. */
   details(): string {
-    const counts: Partial<Record<StepStatus, number>> = {};
-    for (const id of this.order) {
-      const s = this.results[id]!.status;
-      counts[s] = (counts[s] ?? 0) + 1;
-    }
-    const summary = Object.entries(counts)
-      .map(([status, n]) => `${n} ${status}`)
-      .join(', ');
-    const lines = this.order.slice(0, MAX_DETAIL_ROWS).map((id) => {
-      const r = this.results[id]!;
-      const facts = [
-        r.status,
-        ...(r.agent
-          ? [`agent ${r.agent}${r.fallbackFrom ? ` (fallback for ${r.fallbackFrom.agent})` : ''}`]
-          : []),
-        ...(r.attempts > 1 ? [`attempt ${r.attempts}`] : []),
-        ...(r.node ? [`node ${r.node.slice(0, 8)}`] : []),
-      ];
-      return `- \`${id}\` ${facts.join(' · ')}`;
-    });
-    const more =
-      this.order.length > MAX_DETAIL_ROWS
-        ? [`- … and ${this.order.length - MAX_DETAIL_ROWS} more steps`]
-        : [];
-    return [
-      `**${this.identity.name}** · project ${this.identity.project} · priority ${this.priorityKey} · ${this.status}`,
-      '',
-      summary || 'no steps yet',
-      '',
-      ...lines,
-      ...more,
-    ].join('\n');
+    return pipelineDetails(
+      { ...this.identity, priority: this.priorityKey, status: this.status },
+      this.records.order,
+      this.records.results,
+    );
   }
 }

@@ -113,7 +113,13 @@ export async function executeStep(
     throw ApplicationFailure.nonRetryable(`step "${step.id}" names no task`, 'InvalidPipelineSpec');
   // Pinned to its group's nodes: the group's worker admitted it against exactly their capacity.
   const resources = pinToGroup(step.resources, placement.group);
-  const out = await runRayTask({ stepId: step.id, task: step.task, ...inputs, resources });
+  const out = await runRayTask({
+    stepId: step.id,
+    task: step.task,
+    ...inputs,
+    resources,
+    group: placement.group,
+  });
   return {
     status: 'succeeded',
     output: out.output,
