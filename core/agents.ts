@@ -15,12 +15,12 @@
  */
 import { z } from 'zod';
 import { memoryScopeSchema, type MemoryScope } from './schemas/memory';
-import { retrySchema } from './schemas/pipeline-spec';
-import { resourcesSchema, type Resources } from './schemas/resources';
+import { AGENT_NAME_PATTERN, retrySchema } from './schemas/pipeline-spec';
+import { stepResourcesSchema, type Resources } from './schemas/resources';
 import { TASK_REF_PATTERN } from './schemas/task-ref';
 import { describeZodError } from './issues';
 
-export const AGENT_NAME_PATTERN = /^[a-z][a-z0-9-]{0,62}$/;
+export { AGENT_NAME_PATTERN };
 
 const agentNameSchema = z
   .string()
@@ -34,7 +34,7 @@ export const agentDefinitionSchema = z
     /** The Ray task it runs: `package.module:function`. */
     task: z.string().regex(TASK_REF_PATTERN, 'a task reference: package.module:function'),
     /** What a step of this agent asks Ray for when neither the step nor the agent's history says otherwise. */
-    resources: resourcesSchema.default({}),
+    resources: stepResourcesSchema.default({}),
     /** The memory scopes the agent may read and write; none when it keeps no memory. */
     memory: z
       .array(memoryScopeSchema)

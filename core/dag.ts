@@ -6,16 +6,19 @@
  */
 import { z } from 'zod';
 import { issuesOf, type Issue } from './issues';
+import { jsonValueIssues, looksLikeStepRef, MAX_VALUE_DEPTH } from './schemas/json-values';
 import {
   pipelineSpecSchema,
+  SPEC_LIMITS,
   stepRefSchema,
   type PipelineSpec,
   type StepSpec,
   type StepStatus,
 } from './schemas/pipeline-spec';
 
+/** Validation has refused every `$step` object of another shape before anything resolves one. */
 function isStepRef(value: unknown): value is z.infer<typeof stepRefSchema> {
-  return typeof value === 'object' && value !== null && !Array.isArray(value) && '$step' in value;
+  return looksLikeStepRef(value);
 }
 
 /** Every `{"$step": id}` inside a value, with its path. */
@@ -66,35 +69,59 @@ export function validateDag(steps: readonly StepSpec[]): Issue[] {
   return issues;
 }
 
-/** A cycle as a list of step ids (first repeated at the end), or undefined. */
+/**
+ * A cycle as a list of step ids (first repeated at the end), or undefined. Iterative: a chain of
+ * any length is walked without growing the call stack.
+ */
 export function findCycle(steps: readonly StepSpec[]): string[] | undefined {
   const deps = new Map(steps.map((s) => [s.id, dependenciesOf(s)]));
   const state = new Map<string, 'visiting' | 'done'>();
-  const stack: string[] = [];
-  const visit = (id: string): string[] | undefined => {
-    if (state.get(id) === 'done') return undefined;
-    if (state.get(id) === 'visiting') return [...stack.slice(stack.indexOf(id)), id];
-    state.set(id, 'visiting');
-    stack.push(id);
-    for (const dep of deps.get(id) ?? []) {
-      const found = visit(dep);
-      if (found) return found;
+  for (const root of steps) {
+    if (state.has(root.id)) continue;
+    // Each frame: a step on the current path and the index of the next dependency to visit.
+    const path: Array<{ id: string; next: number }> = [{ id: root.id, next: 0 }];
+    state.set(root.id, 'visiting');
+    while (path.length > 0) {
+      const frame = path[path.length - 1]!;
+      const dep = (deps.get(frame.id) ?? [])[frame.next++];
+      if (dep === undefined) {
+        state.set(frame.id, 'done');
+        path.pop();
+      } else if (state.get(dep) === 'visiting') {
+        const ids = path.map((f) => f.id);
+        return [...ids.slice(ids.indexOf(dep)), dep];
+      } else if (!state.has(dep) && deps.has(dep)) {
+        state.set(dep, 'visiting');
+        path.push({ id: dep, next: 0 });
+      }
     }
-    stack.pop();
-    state.set(id, 'done');
-    return undefined;
-  };
-  for (const step of steps) {
-    const found = visit(step.id);
-    if (found) return found;
   }
   return undefined;
 }
 
 export type ParsedSpec = { ok: true; spec: PipelineSpec } | { ok: false; issues: Issue[] };
 
-/** Validates a raw pipeline input: shape first (zod), then the graph. */
+/**
+ * Issues of a raw input that zod cannot see once it has parsed it: the input's size, nesting,
+ * `__proto__` keys (zod would drop them without a word) and the shape of every `$step` reference.
+ */
+export function rawInputIssues(raw: unknown, maxBytes: number = SPEC_LIMITS.maxSpecBytes): Issue[] {
+  let bytes: number;
+  try {
+    bytes = JSON.stringify(raw)?.length ?? 0;
+  } catch {
+    return [{ path: '(input)', message: 'must be plain JSON' }];
+  }
+  if (bytes > maxBytes)
+    return [{ path: '(input)', message: `takes ${bytes} bytes as JSON, more than ${maxBytes}` }];
+  // The spec's own levels (steps[i].args) on top of what a step's values may nest.
+  return jsonValueIssues(raw, '', MAX_VALUE_DEPTH + 4);
+}
+
+/** Validates a raw pipeline input: its raw form, its shape (zod), then the graph. */
 export function parsePipelineSpec(raw: unknown): ParsedSpec {
+  const rawIssues = rawInputIssues(raw);
+  if (rawIssues.length > 0) return { ok: false, issues: rawIssues };
   const parsed = pipelineSpecSchema.safeParse(raw);
   if (!parsed.success)
     return {
@@ -128,11 +155,12 @@ export function blockedSteps(
   );
 }
 
+/** The part of an output at a dotted path; only the output's own data, never what objects inherit. */
 function pick(value: unknown, path: string | undefined): unknown {
   if (!path) return value;
   let current = value;
   for (const part of path.split('.')) {
-    if (current === null || typeof current !== 'object') return undefined;
+    if (current === null || typeof current !== 'object' || !Object.hasOwn(current, part)) return undefined;
     current = (current as Record<string, unknown>)[part];
   }
   return current;
@@ -140,7 +168,8 @@ function pick(value: unknown, path: string | undefined): unknown {
 
 /** Replaces every `{"$step": id, "path"?}` by that step's output (or the part of it at `path`). */
 export function resolveStepRefs(value: unknown, outputs: Readonly<Record<string, unknown>>): unknown {
-  if (isStepRef(value)) return pick(outputs[value.$step], value.path);
+  if (isStepRef(value))
+    return Object.hasOwn(outputs, value.$step) ? pick(outputs[value.$step], value.path) : undefined;
   if (Array.isArray(value)) return value.map((v) => resolveStepRefs(v, outputs));
   if (typeof value === 'object' && value !== null)
     return Object.fromEntries(Object.entries(value).map(([k, v]) => [k, resolveStepRefs(v, outputs)]));

@@ -5,9 +5,12 @@
  */
 import type { Issue } from './issues';
 import { AGENT_HOST_TASK } from './agent-host';
+import { dependenciesOf, findCycle, rawInputIssues } from './dag';
+import { issuesOf } from './issues';
+import { addStepInputSchema, setStepResourcesInputSchema } from './messages/pipeline';
 import { chooseNodeGroup } from './placement';
 import type { NodeGroup } from './schemas/node-groups';
-import type { StepSpec } from './schemas/pipeline-spec';
+import { SPEC_LIMITS, type StepSpec } from './schemas/pipeline-spec';
 import type { Resources } from './schemas/resources';
 import { refuseTaskRef } from './schemas/task-ref';
 
@@ -72,4 +75,61 @@ export function planSteps(
     if (planned.group !== undefined) groups[step.id] = planned.group;
   });
   return issues.length > 0 ? { ok: false, issues } : { ok: true, groups };
+}
+
+/**
+ * Why a step may not be added to a running pipeline (the `addStep` update), as issues; none when it
+ * may. Checks the raw update first (size, nesting, keys), then its shape, its dependencies, cycles
+ * and placement: everything the pipeline would otherwise find out only after work ran.
+ */
+export function addStepIssues(
+  raw: unknown,
+  steps: readonly StepSpec[],
+  context: PlanContext,
+  agents?: AgentLookup,
+): { step?: StepSpec; issues: Issue[] } {
+  const rawIssues = rawInputIssues(raw, SPEC_LIMITS.maxStepInputBytes * 2);
+  if (rawIssues.length > 0) return { issues: rawIssues };
+  const parsed = addStepInputSchema.safeParse(raw);
+  if (!parsed.success) return { issues: issuesOf(parsed.error) };
+  const { step } = parsed.data;
+  if (steps.some((s) => s.id === step.id))
+    return { issues: [{ path: 'step.id', message: `step "${step.id}" already exists` }] };
+  const known = new Set(steps.map((s) => s.id));
+  const missing = dependenciesOf(step).filter((d) => !known.has(d));
+  if (missing.length > 0)
+    return {
+      issues: [
+        {
+          path: 'step.dependsOn',
+          message: `unknown step${missing.length > 1 ? 's' : ''} ${missing.map((m) => `"${m}"`).join(', ')}`,
+        },
+      ],
+    };
+  if (findCycle([...steps, step]))
+    return {
+      issues: [{ path: 'step.dependsOn', message: `step "${step.id}" would close a dependency cycle` }],
+    };
+  const planned = planStep(step, 'step', context, agents);
+  return planned.issues.length > 0 ? { issues: planned.issues } : { step, issues: [] };
+}
+
+/** Why a step's resources may not change (the `setStepResources` update), as issues; none when they may. */
+export function stepResourcesIssues(
+  raw: unknown,
+  steps: readonly StepSpec[],
+  context: PlanContext,
+  agents?: AgentLookup,
+): { stepId?: string; resources?: Resources; group?: string; issues: Issue[] } {
+  const rawIssues = rawInputIssues(raw, SPEC_LIMITS.maxStepInputBytes);
+  if (rawIssues.length > 0) return { issues: rawIssues };
+  const parsed = setStepResourcesInputSchema.safeParse(raw);
+  if (!parsed.success) return { issues: issuesOf(parsed.error) };
+  const { stepId, resources } = parsed.data;
+  const index = steps.findIndex((s) => s.id === stepId);
+  if (index < 0) return { issues: [{ path: 'stepId', message: `unknown step "${stepId}"` }] };
+  const planned = planStep({ ...steps[index]!, resources }, 'resources', context, agents);
+  return planned.issues.length > 0
+    ? { issues: planned.issues }
+    : { stepId, resources, group: planned.group, issues: [] };
 }

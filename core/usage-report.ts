@@ -13,8 +13,8 @@ export function usageReport(
   observed: Readonly<Record<string, AgentPerformanceSummary | null>>,
 ): UsageReport {
   const report: UsageReport = {
-    steps: {},
-    agents: {},
+    steps: Object.create(null),
+    agents: Object.create(null),
     totals: { steps: 0, attempts: 0, cpuSeconds: 0, runningMs: 0, temporalQueueMs: 0, rayQueueMs: 0 },
   };
   for (const id of order) {

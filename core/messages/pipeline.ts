@@ -13,15 +13,15 @@
  */
 import { defineQuery, defineSignal, defineUpdate } from '@temporalio/workflow';
 import { z } from 'zod';
-import { resourcesSchema, type Resources } from '../schemas/resources';
-import { STEP_ID_PATTERN, stepSpecSchema, type PipelineResult } from '../schemas/pipeline-spec';
+import { stepResourcesSchema, type Resources } from '../schemas/resources';
+import { stepIdSchema, stepSpecSchema, type PipelineResult } from '../schemas/pipeline-spec';
 
 export const setPriorityInputSchema = z.object({ priority: z.number().int().min(1).max(5) }).strict();
 export const cancelStepInputSchema = z
-  .object({ stepId: z.string().regex(STEP_ID_PATTERN, 'a step id'), reason: z.string().max(500).optional() })
+  .object({ stepId: stepIdSchema, reason: z.string().max(500).optional() })
   .strict();
 export const setStepResourcesInputSchema = z
-  .object({ stepId: z.string().regex(STEP_ID_PATTERN, 'a step id'), resources: resourcesSchema })
+  .object({ stepId: stepIdSchema, resources: stepResourcesSchema })
   .strict();
 export const addStepInputSchema = z.object({ step: stepSpecSchema }).strict();
 export const stepAttemptStartedSchema = z

@@ -1,20 +1,64 @@
 import { z } from 'zod';
-import { resourcesSchema, type Resources } from './resources';
+import { memoryIdentifierSchema } from './memory';
+import { stepResourcesSchema, type Resources } from './resources';
 import { TASK_REF_PATTERN } from './task-ref';
 
+/**
+ * What one pipeline may hold. Temporal's limits are design inputs (DESIGN.md
+ * principle 6; docs/limits.md says how each number follows from them): a
+ * spec within these runs without reaching any of them.
+ */
+export const SPEC_LIMITS = {
+  /** The whole input as JSON: Temporal refuses a payload over 2 MB, and history needs room for the rest. */
+  maxSpecBytes: 1_500_000,
+  /** One step's args and kwargs as JSON: larger data goes by reference. */
+  maxStepInputBytes: 256 * 1024,
+  /** Retries: beyond these a step is broken, not unlucky. */
+  maxAttempts: 100,
+  maxBackoffCoefficient: 100,
+  maxRetryIntervalMs: 24 * 3600 * 1000,
+  /** A step's start-to-close timeout: a week. */
+  maxTimeoutSeconds: 7 * 24 * 3600,
+} as const;
+
+export const AGENT_NAME_PATTERN = /^[a-z][a-z0-9-]{0,62}$/;
+
+/** A Python parameter name (kwargs are passed as keyword arguments), and not a dunder. */
+export const KWARG_NAME_PATTERN = /^(?!__)[A-Za-z_][A-Za-z0-9_]{0,99}$/;
+/** A Python exception type name, optionally dotted (`ValueError`, `mypkg.errors.Fatal`). */
+const ERROR_TYPE_PATTERN = /^[A-Za-z_][\w]*(\.[A-Za-z_][\w]*)*$/;
+
 /** A step's output used as another step's input: `{"$step": "a"}`, optionally with a dotted `path` into it. */
-export const stepRefSchema = z.object({ $step: z.string().min(1), path: z.string().optional() }).strict();
+export const stepRefSchema = z
+  .object({
+    $step: z.string().min(1),
+    path: z
+      .string()
+      .regex(/^[^.]+(\.[^.]+)*$/)
+      .optional(),
+  })
+  .strict();
 export type StepRef = z.infer<typeof stepRefSchema>;
 
 export const retrySchema = z
   .object({
-    maximumAttempts: z.number().int().min(1).optional(),
-    initialIntervalMs: z.number().int().min(1).optional(),
-    backoffCoefficient: z.number().min(1).optional(),
-    maximumIntervalMs: z.number().int().min(1).optional(),
-    nonRetryableErrorTypes: z.array(z.string()).optional(),
+    maximumAttempts: z.number().int().min(1).max(SPEC_LIMITS.maxAttempts).optional(),
+    initialIntervalMs: z.number().int().min(1).max(SPEC_LIMITS.maxRetryIntervalMs).optional(),
+    backoffCoefficient: z.number().min(1).max(SPEC_LIMITS.maxBackoffCoefficient).optional(),
+    maximumIntervalMs: z.number().int().min(1).max(SPEC_LIMITS.maxRetryIntervalMs).optional(),
+    nonRetryableErrorTypes: z
+      .array(z.string().regex(ERROR_TYPE_PATTERN, 'an exception type name such as ValueError'))
+      .max(50)
+      .optional(),
   })
-  .strict();
+  .strict()
+  .refine(
+    (r) =>
+      r.initialIntervalMs === undefined ||
+      r.maximumIntervalMs === undefined ||
+      r.initialIntervalMs <= r.maximumIntervalMs,
+    { path: ['maximumIntervalMs'], message: 'must not be below initialIntervalMs' },
+  );
 
 export const jobSchema = z
   .object({
@@ -26,23 +70,54 @@ export const jobSchema = z
 
 export const STEP_ID_PATTERN = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$/;
 
+/** Names every plain object inherits (`constructor`, `toString`, …): never a step id, wherever ids become keys. */
+export const PROTOTYPE_MEMBER_NAMES: ReadonlySet<string> = new Set(
+  Object.getOwnPropertyNames(Object.prototype),
+);
+
+/** A step id: the pattern above, and not a name every object already has. */
+export const stepIdSchema = z
+  .string()
+  .regex(STEP_ID_PATTERN, 'letters, digits, "_", "-" and "." (at most 128)')
+  .refine((id) => !PROTOTYPE_MEMBER_NAMES.has(id), {
+    message: 'is a name every JavaScript object already has; choose another',
+  });
+
 export const stepSpecSchema = z
   .object({
-    id: z.string().regex(STEP_ID_PATTERN, 'letters, digits, "_", "-" and "." (at most 128)'),
+    id: stepIdSchema,
     task: z.string().regex(TASK_REF_PATTERN, 'a task reference: package.module:function').optional(),
     job: jobSchema.optional(),
-    agent: z.string().min(1).optional(),
+    agent: z.string().regex(AGENT_NAME_PATTERN, 'an agent name').optional(),
     args: z.array(z.unknown()).default([]),
-    kwargs: z.record(z.string(), z.unknown()).default({}),
-    dependsOn: z.array(z.string()).default([]),
-    resources: resourcesSchema.optional(),
+    kwargs: z
+      .record(z.string().regex(KWARG_NAME_PATTERN, 'a Python parameter name (not a dunder)'), z.unknown())
+      .default({}),
+    dependsOn: z.array(stepIdSchema).default([]),
+    resources: stepResourcesSchema.optional(),
     retry: retrySchema.optional(),
-    timeoutSeconds: z.number().positive().optional(),
+    timeoutSeconds: z.number().min(1).max(SPEC_LIMITS.maxTimeoutSeconds).optional(),
     /** Python exception types (e.g. "ValueError") that must not be retried. */
-    nonRetryableErrors: z.array(z.string()).optional(),
+    nonRetryableErrors: z
+      .array(z.string().regex(ERROR_TYPE_PATTERN, 'an exception type name such as ValueError'))
+      .max(50)
+      .optional(),
   })
   .strict()
   .superRefine((step, ctx) => {
+    let inputBytes: number;
+    try {
+      inputBytes = JSON.stringify([step.args, step.kwargs]).length;
+    } catch {
+      ctx.addIssue({ code: 'custom', path: ['args'], message: 'args and kwargs must be plain JSON' });
+      return;
+    }
+    if (inputBytes > SPEC_LIMITS.maxStepInputBytes)
+      ctx.addIssue({
+        code: 'custom',
+        path: ['args'],
+        message: `args and kwargs take ${inputBytes} bytes as JSON, more than ${SPEC_LIMITS.maxStepInputBytes}: pass large data by reference`,
+      });
     const kinds = [step.task, step.job, step.agent].filter((k) => k !== undefined).length;
     if (kinds !== 1)
       ctx.addIssue({
@@ -58,7 +133,8 @@ export const stepSpecSchema = z
  */
 export const pipelineIdentitySchema = z
   .object({
-    name: z.string().min(1).max(200),
+    /** Also what agent memory records as the pipeline: the same rule, checked before anything runs. */
+    name: memoryIdentifierSchema.pipe(z.string().max(200, 'at most 200 characters')),
     project: z
       .string()
       .regex(/^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$/, 'letters, digits, "_", "-", "." (at most 64)'),

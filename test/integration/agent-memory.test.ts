@@ -109,7 +109,7 @@ test('an agent recalls what it and its project kept in earlier pipelines, and no
   expect(analystOwn.stdout).not.toContain('report on');
   const noAgent = await cli(['--project', project, '--scope', 'private']);
   expect(noAgent.code).toBe(2);
-  expect(noAgent.stderr).toMatch(/agent is required to read private memory/);
+  expect(noAgent.stderr).toMatch(/agent: is required to read private memory/);
   const elsewhere = await cli(['--project', uniqueId('mem-nobody'), '--query', 'port strike']);
   expect(elsewhere).toMatchObject({ code: 0, stdout: 'no memories found\n' });
 });

@@ -39,7 +39,7 @@ import {
 import { pipelineIdentitySchema } from '../../core/schemas/pipeline-spec';
 import { PipelineRun } from './run';
 import {
-  STEP_ID_PATTERN,
+  stepIdSchema,
   retrySchema,
   type PipelineResult,
   type StepResult,
@@ -106,9 +106,10 @@ export class PipelineSteps {
   private async step<T>(
     request: Omit<StepOptions, 'args' | 'kwargs'> & Partial<StepSpec> & { id: string },
   ): Promise<T> {
-    if (!STEP_ID_PATTERN.test(request.id))
+    const id = stepIdSchema.safeParse(request.id);
+    if (!id.success)
       throw ApplicationFailure.nonRetryable(
-        `step id "${request.id}": letters, digits, "_", "-" and "."`,
+        `step id "${request.id}": ${describeZodError(id.error)}`,
         'InvalidStep',
       );
     if (this.run.records.results[request.id] !== undefined)

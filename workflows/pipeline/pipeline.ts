@@ -18,14 +18,7 @@ import {
   isCancellation,
   setHandler,
 } from '@temporalio/workflow';
-import {
-  blockedSteps,
-  dependenciesOf,
-  findCycle,
-  parsePipelineSpec,
-  readySteps,
-  resolveStepRefs,
-} from '../../core/dag';
+import { blockedSteps, dependenciesOf, parsePipelineSpec, readySteps, resolveStepRefs } from '../../core/dag';
 import type { AgentCatalog } from '../../core/agents';
 import {
   addStepInputSchema,
@@ -41,7 +34,13 @@ import {
 } from '../../core/messages/pipeline';
 import { invalidUpdate, parseUpdateInput, PipelineRun } from './run';
 import type { PipelineResult, StepSpec, StepStatus } from '../../core/schemas/pipeline-spec';
-import { planStep, planSteps, type PlanContext } from '../../core/step-plan';
+import {
+  addStepIssues,
+  planStep,
+  planSteps,
+  stepResourcesIssues,
+  type PlanContext,
+} from '../../core/step-plan';
 
 export function invalidSpec(issues: Issue[]): ApplicationFailure {
   return ApplicationFailure.create({
@@ -93,6 +92,11 @@ export function pipelineWorkflow(agents: AgentCatalog): (input: unknown) => Prom
   return pipeline;
 }
 
+/** An object keyed by step ids with no prototype: a step called `constructor` is just a step. */
+function nullPrototype<T>(entries: Iterable<readonly [string, T]>): Record<string, T> {
+  return Object.assign(Object.create(null) as Record<string, T>, Object.fromEntries(entries));
+}
+
 /** A declared DAG of steps: planning, the live updates that change it, and the scheduling loop. */
 class DagPipeline {
   private readonly steps: StepSpec[];
@@ -111,17 +115,14 @@ class DagPipeline {
   }
 
   validateSetStepResources(raw: unknown): void {
-    const { stepId, resources } = parseUpdateInput(setStepResourcesInputSchema, raw);
+    const checked = stepResourcesIssues(raw, this.steps, this.context, this.agents);
+    if (checked.issues.length > 0) throw invalidUpdate(describeIssues(checked.issues));
     if (this.run.status !== 'running') throw invalidUpdate(`the pipeline has already ${this.run.status}`);
-    const index = this.steps.findIndex((s) => s.id === stepId);
-    if (index < 0) throw invalidUpdate(`unknown step "${stepId}"`);
-    const current = this.run.records.statusOf(stepId);
+    const current = this.run.records.statusOf(checked.stepId!);
     if (current !== 'pending')
       throw invalidUpdate(
-        `step "${stepId}" is ${current}: only a step that has not started can change resources`,
+        `step "${checked.stepId}" is ${current}: only a step that has not started can change resources`,
       );
-    const planned = planStep({ ...this.steps[index]!, resources }, 'resources', this.context, this.agents);
-    if (planned.issues.length > 0) throw invalidUpdate(describeIssues(planned.issues));
   }
 
   setStepResources(raw: unknown): StepResourcesChanged {
@@ -135,22 +136,12 @@ class DagPipeline {
   }
 
   validateAddStep(raw: unknown): void {
-    const { step } = parseUpdateInput(addStepInputSchema, raw);
     if (this.run.status !== 'running' || this.stopScheduling)
       throw invalidUpdate(
         `the pipeline is ${this.stopScheduling ? 'stopping after a failure' : this.run.status}`,
       );
-    if (this.steps.some((s) => s.id === step.id))
-      throw invalidUpdate(`step.id: step "${step.id}" already exists`);
-    const missing = dependenciesOf(step).filter((d) => !this.steps.some((s) => s.id === d));
-    if (missing.length > 0)
-      throw invalidUpdate(
-        `step.dependsOn: unknown step${missing.length > 1 ? 's' : ''} ${missing.map((m) => `"${m}"`).join(', ')}`,
-      );
-    if (findCycle([...this.steps, step]))
-      throw invalidUpdate(`step "${step.id}" would close a dependency cycle`);
-    const planned = planStep(step, 'step', this.context, this.agents);
-    if (planned.issues.length > 0) throw invalidUpdate(describeIssues(planned.issues));
+    const checked = addStepIssues(raw, this.steps, this.context, this.agents);
+    if (checked.issues.length > 0) throw invalidUpdate(describeIssues(checked.issues));
   }
 
   addStep(raw: unknown): StepAdded {
@@ -209,7 +200,7 @@ class DagPipeline {
    * n steps would make scheduling O(n²).
    */
   private outputs(ids: readonly string[]): Record<string, unknown> {
-    return Object.fromEntries(
+    return nullPrototype(
       ids
         .filter((id) => this.run.records.statusOf(id) === 'succeeded')
         .map((id) => [id, this.run.records.results[id]!.output]),
@@ -217,7 +208,7 @@ class DagPipeline {
   }
 
   private status(): Record<string, StepStatus> {
-    return Object.fromEntries(this.steps.map((s) => [s.id, this.run.records.statusOf(s.id) ?? 'pending']));
+    return nullPrototype(this.steps.map((s) => [s.id, this.run.records.statusOf(s.id) ?? 'pending']));
   }
 
   private async runStep(step: StepSpec): Promise<void> {

@@ -100,7 +100,7 @@ export class PipelineRun {
   private context: PlanContext = { nodeGroups: [], allowedTaskPackages: [] };
   private readonly stepScopes = new Map<string, CancellationScope>();
   private readonly observed = new Map<string, Promise<AgentPerformanceSummary | null>>();
-  private readonly observedSnapshot: Record<string, AgentPerformanceSummary | null> = {};
+  private readonly observedSnapshot: Record<string, AgentPerformanceSummary | null> = Object.create(null);
 
   /** The workflow wires its message handlers to this run's methods (`onAttemptStarted`, `setPriority`, …). */
   constructor(

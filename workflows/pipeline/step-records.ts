@@ -12,13 +12,14 @@ import { FINAL_STEP_STATUSES, type StepResult, type StepStatus } from '../../cor
 import { failureOf } from './step-execution';
 
 export class StepRecords {
-  readonly results: Record<string, StepResult> = {};
+  /** Keyed by step id, with no prototype: a step called `constructor` is just a step. */
+  readonly results: Record<string, StepResult> = Object.create(null);
   /** Step ids in the order they became known. */
   readonly order: string[] = [];
   /** Bumped on every change of step state: loops wait on it instead of polling. */
   version = 0;
   /** The time each finished step waited inside Ray, for the usage report. */
-  readonly rayQueueMs: Record<string, number> = {};
+  readonly rayQueueMs: Record<string, number> = Object.create(null);
   /** Which step an activity (`step:<id>`, `step:<id>~<fallback>`) belongs to. */
   readonly stepOfActivity = new Map<string, string>();
   /** Step activities scheduled and not yet over: what a priority change re-prioritizes. */
