@@ -55,7 +55,10 @@ const bindingSchema = z.looseObject({
 });
 /** The RBAC objects in force: Roles, ClusterRoles and their bindings, as they would be applied. */
 export const rbacFileSchema = z.array(z.union([roleSchema, bindingSchema]));
-export type RbacObject = z.infer<typeof rbacFileSchema>[number];
+/** An RBAC object as written (rendered by the chart, or by a test). */
+export type RbacObject = z.input<typeof rbacFileSchema>[number];
+type Role = z.infer<typeof roleSchema>;
+type Binding = z.infer<typeof bindingSchema>;
 
 const tokenReviewSchema = z.looseObject({ spec: z.looseObject({ token: z.string() }) });
 const subjectAccessReviewSchema = z.looseObject({
@@ -83,7 +86,10 @@ function readJson<T>(file: string, schema: z.ZodType<T>, empty: T): T {
 }
 
 /** Whether the RBAC objects grant the reviewed request, and if not, why not. */
-export function authorize(rbac: readonly RbacObject[], review: Review): { allowed: boolean; reason: string } {
+export function authorize(
+  rbac: z.infer<typeof rbacFileSchema>,
+  review: Review,
+): { allowed: boolean; reason: string } {
   const attributes = review.resourceAttributes;
   if (!attributes) return { allowed: false, reason: 'only resource requests are authorized here' };
   const subjectMatches = (s: { kind: string; name: string; namespace?: string | undefined }) =>
@@ -94,18 +100,19 @@ export function authorize(rbac: readonly RbacObject[], review: Review): { allowe
     ? `${attributes.resource}/${attributes.subresource}`
     : attributes.resource;
   const has = (list: readonly string[], value: string) => list.includes('*') || list.includes(value);
-  for (const binding of rbac) {
-    if (binding.kind !== 'RoleBinding' && binding.kind !== 'ClusterRoleBinding') continue;
+  const roles = rbac.filter((o): o is Role => o.kind === 'Role' || o.kind === 'ClusterRole');
+  const bindings = rbac.filter((o): o is Binding => o.kind === 'RoleBinding' || o.kind === 'ClusterRoleBinding');
+  for (const binding of bindings) {
     // A RoleBinding grants only in its own namespace; a ClusterRoleBinding everywhere.
     if (binding.kind === 'RoleBinding' && binding.metadata.namespace !== attributes.namespace) continue;
     if (!binding.subjects.some(subjectMatches)) continue;
-    const role = rbac.find(
+    const role = roles.find(
       (o) =>
         o.kind === binding.roleRef.kind &&
         o.metadata.name === binding.roleRef.name &&
         (o.kind === 'ClusterRole' || o.metadata.namespace === binding.metadata.namespace),
     );
-    if (!role || role.kind === 'RoleBinding' || role.kind === 'ClusterRoleBinding') continue;
+    if (!role) continue;
     const granted = role.rules.some(
       (rule) =>
         has(rule.apiGroups, attributes.group) &&

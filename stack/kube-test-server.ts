@@ -29,8 +29,8 @@ import * as https from 'node:https';
 import * as path from 'node:path';
 import { promisify } from 'node:util';
 import { z } from 'zod';
-import { freePort, isAlive, spawnDetached, stopGroup, tailFile, waitFor } from '../scripts/lib/processes';
-import { REPO_ROOT } from '../scripts/lib/stack-config';
+import { freePort, isAlive, spawnDetached, stopGroup, tailFile, waitFor } from './processes';
+import { REPO_ROOT } from './config';
 import {
   APIEXTENSIONS_APISERVER,
   cacheDir,
@@ -312,7 +312,7 @@ export async function startKubeTestServer(dir = kubeStateDir()): Promise<KubeTes
   fs.writeFileSync(path.join(reviewerDir, 'rbac.json'), '[]');
   await makePki(pki);
 
-  const [apiPort, etcdPort, etcdPeerPort, reviewerPort] = await distinctFreePorts(4);
+  const [apiPort, etcdPort, etcdPeerPort, reviewerPort] = await distinctFreePorts();
   const url = `https://127.0.0.1:${apiPort}`;
   const caFile = path.join(pki, 'ca.crt');
   const admin = { name: 'admin', cert: path.join(pki, 'admin.crt'), key: path.join(pki, 'admin.key') };
@@ -418,10 +418,10 @@ export async function startKubeTestServer(dir = kubeStateDir()): Promise<KubeTes
   return handle(dir, readState(dir) as ServerState);
 }
 
-async function distinctFreePorts(count: number): Promise<number[]> {
+async function distinctFreePorts(): Promise<[number, number, number, number]> {
   const ports = new Set<number>();
-  while (ports.size < count) ports.add(await freePort());
-  return [...ports];
+  while (ports.size < 4) ports.add(await freePort());
+  return [...ports] as [number, number, number, number];
 }
 
 /** Creates the RayCluster CRD and waits until the server serves it (Established). */

@@ -103,7 +103,8 @@ export async function startPodsStandIn(options: {
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   state.url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
   state.kubeConfig.loadFromOptions({
-    clusters: [{ name: 'pods', server: state.url }],
+    // Plain HTTP on loopback; the client refuses http:// unless told not to verify TLS.
+    clusters: [{ name: 'pods', server: state.url, skipTLSVerify: true }],
     users: [{ name: 'pods', token }],
     contexts: [{ name: 'pods', cluster: 'pods', user: 'pods', namespace: options.namespace }],
     currentContext: 'pods',

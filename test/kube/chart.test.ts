@@ -34,7 +34,9 @@ const CHART = path.join(REPO_ROOT, 'deploy', 'pantheon');
 const FIXTURE_GROUPS = path.join(REPO_ROOT, 'test', 'fixtures', 'kube', 'node-groups.json');
 const NAMESPACE = 'ml';
 const RELEASE = 'demo';
-const REQUIRED = ['--set', 'image.repository=registry.example/pantheon', '--set', 'image.tag=0.1.0'];
+// A helm built with go install has no Kubernetes version stamped in (it assumes 1.20): say which one.
+const KUBE_VERSION = ['--kube-version', '1.34.0'];
+const REQUIRED = [...KUBE_VERSION, '--set', 'image.repository=registry.example/pantheon', '--set', 'image.tag=0.1.0'];
 
 type K8sObject = {
   apiVersion: string;

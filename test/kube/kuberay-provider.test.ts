@@ -19,6 +19,7 @@ import {
   type KubeRayProviderOptions,
 } from '../../activities/scaling/providers/kuberay/provider';
 import { nodeGroupSchema, type NodeGroup } from '../../core/schemas/node-groups';
+import type { RbacObject } from '../../stack/kube-access-reviewer';
 import type { KubeTestServer } from '../../stack/kube-test-server';
 import {
   createRayCluster,
@@ -303,7 +304,7 @@ describe('kuberay provider against the real API server', () => {
       });
       expect(provider).toBeDefined();
       expect(await appliedError(stranger)).toBe(
-        `kuberay: could not read in RayCluster ${NAMESPACE}/${clusterName}: HTTP 401 Unauthorized: Unauthorized` +
+        `kuberay: could not read in RayCluster ${NAMESPACE}/${clusterName}: HTTP 401 Unauthorized` +
           ' (the API server did not accept the credentials: check the service-account token or the kubeconfig user)',
       );
     });
@@ -351,7 +352,7 @@ describe('kuberay provider against the real API server', () => {
   });
 
   describe('authentication', () => {
-    const rbacFor = (subject: Record<string, string>) => [
+    const rbacFor = (subject: { kind: string; name: string; namespace?: string }): RbacObject[] => [
       {
         kind: 'Role' as const,
         metadata: { name: 'kuberay-provider', namespace: NAMESPACE },
