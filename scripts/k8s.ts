@@ -15,7 +15,9 @@ import {
   stopKubeTestServer,
 } from '../stack/kube-test-server';
 
-const program = new Command('k8s').description('the Kubernetes test API server (CRD-only, with the RayCluster CRD)');
+const program = new Command('k8s').description(
+  'the Kubernetes test API server (CRD-only, with the RayCluster CRD)',
+);
 
 program.command('up').action(async () => {
   const server = await startKubeTestServer();
@@ -34,7 +36,9 @@ program.command('down').action(async () => {
 
 program.command('status').action(async () => {
   const server = await runningKubeTestServer();
-  process.stdout.write(server ? `running at ${server.url} (state: ${server.dir})\n` : `not running (state: ${kubeStateDir()})\n`);
+  process.stdout.write(
+    server ? `running at ${server.url} (state: ${server.dir})\n` : `not running (state: ${kubeStateDir()})\n`,
+  );
   if (!server) process.exitCode = 3;
 });
 

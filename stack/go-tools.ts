@@ -40,7 +40,10 @@ export const HELM: GoTool = {
 };
 
 /** The KubeRay operator module whose RayCluster CRD the test API server installs. */
-export const KUBERAY_OPERATOR_MODULE = { path: 'github.com/ray-project/kuberay/ray-operator', version: 'v1.5.0' };
+export const KUBERAY_OPERATOR_MODULE = {
+  path: 'github.com/ray-project/kuberay/ray-operator',
+  version: 'v1.5.0',
+};
 
 /** Where built tools and downloaded CRDs are kept: PANTHEON_CACHE_DIR, else ~/.cache/pantheon. */
 export function cacheDir(env: NodeJS.ProcessEnv = process.env): string {
@@ -97,7 +100,10 @@ function isExecutable(file: string): boolean {
 }
 
 /** Runs go; resolves with stdout, rejects with the command and the end of its output. */
-export function runGo(args: string[], options: { env?: Record<string, string>; logFile?: string } = {}): Promise<string> {
+export function runGo(
+  args: string[],
+  options: { env?: Record<string, string>; logFile?: string } = {},
+): Promise<string> {
   const go = findGo();
   return new Promise((resolve, reject) => {
     const child = spawn(go, args, {
@@ -123,7 +129,9 @@ export function runGo(args: string[], options: { env?: Record<string, string>; l
       if (code === 0) resolve(stdout);
       else
         reject(
-          new Error(`go ${args.join(' ')} exited with ${code}: ${stderr.trim().split('\n').slice(-15).join('\n')}`),
+          new Error(
+            `go ${args.join(' ')} exited with ${code}: ${stderr.trim().split('\n').slice(-15).join('\n')}`,
+          ),
         );
     });
   });
@@ -139,7 +147,9 @@ export async function ensureGoTool(tool: GoTool, log: (message: string) => void)
   const building = `${dir}.building-${process.pid}`;
   fs.rmSync(building, { recursive: true, force: true });
   const logFile = `${dir}.build.log`;
-  log(`building ${tool.pkg}@${tool.version} with go install (first time only, ${tool.firstBuild}; log: ${logFile})`);
+  log(
+    `building ${tool.pkg}@${tool.version} with go install (first time only, ${tool.firstBuild}; log: ${logFile})`,
+  );
   const started = Date.now();
   await runGo(['install', `${tool.pkg}@${tool.version}`], { env: { GOBIN: building }, logFile });
   try {
@@ -157,7 +167,8 @@ export async function ensureGoTool(tool: GoTool, log: (message: string) => void)
 export async function goModuleFile(module: { path: string; version: string }, file: string): Promise<string> {
   const out = await runGo(['mod', 'download', '-json', `${module.path}@${module.version}`]);
   const info = JSON.parse(out) as { Dir?: string; Error?: string };
-  if (!info.Dir) throw new Error(`go mod download ${module.path}@${module.version}: ${info.Error ?? 'no directory'}`);
+  if (!info.Dir)
+    throw new Error(`go mod download ${module.path}@${module.version}: ${info.Error ?? 'no directory'}`);
   const full = path.join(info.Dir, file);
   if (!fs.existsSync(full)) throw new Error(`${module.path}@${module.version} has no ${file}`);
   return full;

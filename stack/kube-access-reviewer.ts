@@ -101,7 +101,9 @@ export function authorize(
     : attributes.resource;
   const has = (list: readonly string[], value: string) => list.includes('*') || list.includes(value);
   const roles = rbac.filter((o): o is Role => o.kind === 'Role' || o.kind === 'ClusterRole');
-  const bindings = rbac.filter((o): o is Binding => o.kind === 'RoleBinding' || o.kind === 'ClusterRoleBinding');
+  const bindings = rbac.filter(
+    (o): o is Binding => o.kind === 'RoleBinding' || o.kind === 'ClusterRoleBinding',
+  );
   for (const binding of bindings) {
     // A RoleBinding grants only in its own namespace; a ClusterRoleBinding everywhere.
     if (binding.kind === 'RoleBinding' && binding.metadata.namespace !== attributes.namespace) continue;
@@ -164,7 +166,8 @@ export function startAccessReviewer(dir: string, port: number): http.Server {
       try {
         // The API server adds ?timeout=...; the path alone says which review it is.
         const { pathname } = new URL(req.url ?? '/', 'http://reviewer');
-        payload = req.method === 'POST' ? answer(pathname, JSON.parse(Buffer.concat(chunks).toString())) : undefined;
+        payload =
+          req.method === 'POST' ? answer(pathname, JSON.parse(Buffer.concat(chunks).toString())) : undefined;
         if (payload === undefined) {
           status = 404;
           payload = { kind: 'Status', apiVersion: 'v1', status: 'Failure', reason: 'NotFound', code: 404 };
@@ -174,7 +177,9 @@ export function startAccessReviewer(dir: string, port: number): http.Server {
         payload = { kind: 'Status', apiVersion: 'v1', status: 'Failure', message: String(error), code: 400 };
       }
       if (status !== 200) {
-        process.stderr.write(`[kube-access-reviewer] ${req.method} ${req.url} (${req.headers['content-type']}): ${status} ${JSON.stringify(payload)}\n`);
+        process.stderr.write(
+          `[kube-access-reviewer] ${req.method} ${req.url} (${req.headers['content-type']}): ${status} ${JSON.stringify(payload)}\n`,
+        );
       }
       res.writeHead(status, { 'content-type': 'application/json' });
       res.end(JSON.stringify(payload));
@@ -191,6 +196,8 @@ if (require.main === module) {
     process.exit(2);
   }
   const server = startAccessReviewer(dir, Number(port));
-  server.on('listening', () => process.stderr.write(`[kube-access-reviewer] listening on 127.0.0.1:${port}\n`));
+  server.on('listening', () =>
+    process.stderr.write(`[kube-access-reviewer] listening on 127.0.0.1:${port}\n`),
+  );
   process.on('SIGTERM', () => server.close(() => process.exit(0)));
 }

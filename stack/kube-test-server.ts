@@ -165,7 +165,10 @@ async function ensureEtcd(): Promise<string> {
     );
   }
   log('etcd is missing: installing Debian package etcd-server with apt-get');
-  const env = { PATH: process.env.PATH ?? '/usr/sbin:/usr/bin:/sbin:/bin', DEBIAN_FRONTEND: 'noninteractive' };
+  const env = {
+    PATH: process.env.PATH ?? '/usr/sbin:/usr/bin:/sbin:/bin',
+    DEBIAN_FRONTEND: 'noninteractive',
+  };
   let install = spawnSync('apt-get', ['install', '-y', '--no-install-recommends', 'etcd-server'], {
     env,
     encoding: 'utf8',
@@ -220,7 +223,9 @@ async function openssl(args: string[], cwd: string): Promise<void> {
   await run('openssl', args, { cwd, env: { PATH: process.env.PATH ?? '/usr/bin:/bin' } }).catch(
     (error: Error & { code?: string }) => {
       if (error.code === 'ENOENT') {
-        throw new Error('openssl is needed to make the test CA: install it (Debian/Ubuntu: `apt-get install openssl`)');
+        throw new Error(
+          'openssl is needed to make the test CA: install it (Debian/Ubuntu: `apt-get install openssl`)',
+        );
       }
       throw error;
     },
@@ -231,15 +236,25 @@ async function openssl(args: string[], cwd: string): Promise<void> {
 async function issue(pki: string, name: string, subject: string, extensions: string): Promise<void> {
   fs.writeFileSync(path.join(pki, `${name}.ext`), extensions);
   await openssl(
-    ['req', '-new', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes'].concat(
-      ['-keyout', `${name}.key`, '-out', `${name}.csr`, '-subj', subject],
-    ),
+    ['req', '-new', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes'].concat([
+      '-keyout',
+      `${name}.key`,
+      '-out',
+      `${name}.csr`,
+      '-subj',
+      subject,
+    ]),
     pki,
   );
   await openssl(
-    ['x509', '-req', '-in', `${name}.csr`, '-CA', 'ca.crt', '-CAkey', 'ca.key', '-CAcreateserial'].concat(
-      ['-days', String(CERT_DAYS), '-out', `${name}.crt`, '-extfile', `${name}.ext`],
-    ),
+    ['x509', '-req', '-in', `${name}.csr`, '-CA', 'ca.crt', '-CAkey', 'ca.key', '-CAcreateserial'].concat([
+      '-days',
+      String(CERT_DAYS),
+      '-out',
+      `${name}.crt`,
+      '-extfile',
+      `${name}.ext`,
+    ]),
     pki,
   );
 }
@@ -248,9 +263,16 @@ async function makePki(pki: string): Promise<void> {
   fs.rmSync(pki, { recursive: true, force: true });
   fs.mkdirSync(pki, { recursive: true, mode: 0o700 });
   await openssl(
-    ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes'].concat(
-      ['-keyout', 'ca.key', '-out', 'ca.crt', '-days', String(CERT_DAYS), '-subj', '/CN=pantheon-kube-test-ca'],
-    ),
+    ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes'].concat([
+      '-keyout',
+      'ca.key',
+      '-out',
+      'ca.crt',
+      '-days',
+      String(CERT_DAYS),
+      '-subj',
+      '/CN=pantheon-kube-test-ca',
+    ]),
     pki,
   );
   await issue(
@@ -259,13 +281,18 @@ async function makePki(pki: string): Promise<void> {
     '/CN=pantheon-kube-test-apiserver',
     'basicConstraints=CA:FALSE\nkeyUsage=digitalSignature,keyEncipherment\nextendedKeyUsage=serverAuth\nsubjectAltName=IP:127.0.0.1,DNS:localhost\n',
   );
-  const client = 'basicConstraints=CA:FALSE\nkeyUsage=digitalSignature,keyEncipherment\nextendedKeyUsage=clientAuth\n';
+  const client =
+    'basicConstraints=CA:FALSE\nkeyUsage=digitalSignature,keyEncipherment\nextendedKeyUsage=clientAuth\n';
   // The organisation is the user's group: system:masters may do anything, as on a real cluster.
   await issue(pki, 'admin', '/O=system:masters/CN=pantheon-admin', client);
   await issue(pki, 'developer', '/O=pantheon-developers/CN=developer', client);
 }
 
-function kubeconfig(server: string, caFile: string, user: { name: string; cert?: string; key?: string }): string {
+function kubeconfig(
+  server: string,
+  caFile: string,
+  user: { name: string; cert?: string; key?: string },
+): string {
   // JSON is YAML: kubeconfig loaders (client-go, @kubernetes/client-node) read it as it is.
   return JSON.stringify(
     {
@@ -405,7 +432,9 @@ export async function startKubeTestServer(dir = kubeStateDir()): Promise<KubeTes
         if (!isAlive(pids.apiserver)) {
           throw new Error(`the API server exited:\n${tailFile(path.join(logs, 'apiserver.log'), 15)}`);
         }
-        return (await adminGet(dir, apiPort, READY_PATH).catch(() => undefined))?.status === 200 ? true : undefined;
+        return (await adminGet(dir, apiPort, READY_PATH).catch(() => undefined))?.status === 200
+          ? true
+          : undefined;
       },
       120_000,
     );
@@ -414,7 +443,9 @@ export async function startKubeTestServer(dir = kubeStateDir()): Promise<KubeTes
     await stopKubeTestServer(dir);
     throw error;
   }
-  log(`test API server ready at ${url} in ${Math.round((Date.now() - started) / 1000)} s (kubeconfig: ${path.join(dir, 'admin.kubeconfig')})`);
+  log(
+    `test API server ready at ${url} in ${Math.round((Date.now() - started) / 1000)} s (kubeconfig: ${path.join(dir, 'admin.kubeconfig')})`,
+  );
   return handle(dir, readState(dir) as ServerState);
 }
 
@@ -438,7 +469,9 @@ async function installCrd(dir: string, crdFile: string): Promise<void> {
     `CRD ${RAYCLUSTER_CRD_NAME} to be Established`,
     async () => {
       const read = await api.readCustomResourceDefinition({ name: RAYCLUSTER_CRD_NAME });
-      const established = read.status?.conditions?.some((c) => c.type === 'Established' && c.status === 'True');
+      const established = read.status?.conditions?.some(
+        (c) => c.type === 'Established' && c.status === 'True',
+      );
       return established ? true : undefined;
     },
     60_000,

@@ -7,7 +7,12 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { CustomObjectsApi, KubeConfig } from '@kubernetes/client-node';
-import { kubeStateDir, runningKubeTestServer, type KubeTestServer, type KubeUser } from '../../stack/kube-test-server';
+import {
+  kubeStateDir,
+  runningKubeTestServer,
+  type KubeTestServer,
+  type KubeUser,
+} from '../../stack/kube-test-server';
 
 export async function kubeTestServer(): Promise<KubeTestServer> {
   const server = await runningKubeTestServer(process.env.PANTHEON_KUBE_TEST_DIR ?? kubeStateDir());
@@ -109,7 +114,13 @@ export async function createRayCluster(admin: KubeConfig, manifest: ReturnType<t
 }
 
 export interface StoredRayCluster {
-  metadata: { name: string; namespace: string; resourceVersion: string; generation: number; labels?: Record<string, string> };
+  metadata: {
+    name: string;
+    namespace: string;
+    resourceVersion: string;
+    generation: number;
+    labels?: Record<string, string>;
+  };
   spec: {
     workerGroupSpecs: Array<{
       groupName: string;

@@ -105,10 +105,12 @@ async function reconcile() {
 
 /** Another writer's JSON Patch, as admin. */
 async function otherWriter(operations: unknown[]) {
-  await admin.makeApiClient(CustomObjectsApi).patchNamespacedCustomObject(
-    { ...RAY_CLUSTERS, namespace: NAMESPACE, name: clusterName, body: operations },
-    setHeaderOptions('Content-Type', PatchStrategy.JsonPatch),
-  );
+  await admin
+    .makeApiClient(CustomObjectsApi)
+    .patchNamespacedCustomObject(
+      { ...RAY_CLUSTERS, namespace: NAMESPACE, name: clusterName, body: operations },
+      setHeaderOptions('Content-Type', PatchStrategy.JsonPatch),
+    );
 }
 
 /**
@@ -157,7 +159,10 @@ describe('kuberay provider against the real API server', () => {
     await provider.addNodes(cpu, 1);
 
     const after = await stored();
-    expect(after.spec.workerGroupSpecs[1]).toMatchObject({ replicas: 3, scaleStrategy: { workersToDelete: [] } });
+    expect(after.spec.workerGroupSpecs[1]).toMatchObject({
+      replicas: 3,
+      scaleStrategy: { workersToDelete: [] },
+    });
     expect(after.spec.workerGroupSpecs[0]).toEqual(before.spec.workerGroupSpecs[0]);
     expect(Number(after.metadata.resourceVersion)).toBeGreaterThan(Number(before.metadata.resourceVersion));
     expect(after.metadata.generation).toBe(before.metadata.generation + 1);
@@ -186,7 +191,10 @@ describe('kuberay provider against the real API server', () => {
     const provider = await start();
     await provider.removeNodes(cpu, ['cpu-a']);
     await provider.removeNodes(cpu, ['cpu-b', 'cpu-a']);
-    expect(await cpuSpec()).toMatchObject({ replicas: 0, scaleStrategy: { workersToDelete: ['cpu-a', 'cpu-b'] } });
+    expect(await cpuSpec()).toMatchObject({
+      replicas: 0,
+      scaleStrategy: { workersToDelete: ['cpu-a', 'cpu-b'] },
+    });
     await reconcile();
     expect(await provider.listNodes(cpu)).toEqual([]);
   });
@@ -251,7 +259,8 @@ describe('kuberay provider against the real API server', () => {
 
     it('edits the replicas between read and patch: the scale-up lands on top of the edit, not over it', async () => {
       const kubeConfig = new BeforePatch(async (patch) => {
-        if (patch === 1) await otherWriter([{ op: 'replace', path: '/spec/workerGroupSpecs/1/replicas', value: 1 }]);
+        if (patch === 1)
+          await otherWriter([{ op: 'replace', path: '/spec/workerGroupSpecs/1/replicas', value: 1 }]);
       });
       const provider = await start({ provider: { kubeConfig } });
       await provider.addNodes(cpu, 1);
@@ -338,7 +347,7 @@ describe('kuberay provider against the real API server', () => {
       );
     });
 
-    it('422: a change the CRD rejects, with the CRD\'s own message naming the field; the RayCluster stays as it was', async () => {
+    it("422: a change the CRD rejects, with the CRD's own message naming the field; the RayCluster stays as it was", async () => {
       const provider = await start();
       const before = await stored();
       await expect(provider.applyChange(cpu, { replicas: 2.5, workersToDelete: [] })).rejects.toThrow(
