@@ -75,11 +75,11 @@ function goEnv(extra: Record<string, string> = {}): NodeJS.ProcessEnv {
 }
 
 /** The go command: on PATH, or where the official tarball installs it. */
-export function findGo(): string {
-  const candidates = [
-    ...(process.env.PATH ?? '').split(path.delimiter).map((dir) => path.join(dir, 'go')),
-    '/usr/local/go/bin/go',
-  ];
+export function findGo(
+  searchPath = process.env.PATH ?? '',
+  fallbacks: readonly string[] = ['/usr/local/go/bin/go'],
+): string {
+  const candidates = [...searchPath.split(path.delimiter).map((dir) => path.join(dir, 'go')), ...fallbacks];
   const found = candidates.find((file) => isExecutable(file));
   if (!found) {
     throw new Error(

@@ -154,11 +154,13 @@ export async function runningKubeTestServer(dir = kubeStateDir()): Promise<KubeT
 }
 
 /** etcd from PATH; when missing, installs Debian's etcd-server as root, or says what to install. */
-async function ensureEtcd(): Promise<string> {
-  const found = findOnPath('etcd');
+export async function ensureEtcd(
+  searchPath = process.env.PATH ?? '',
+  mayInstall = process.getuid?.() === 0 && findOnPath('apt-get', searchPath) !== undefined,
+): Promise<string> {
+  const found = findOnPath('etcd', searchPath);
   if (found) return found;
-  const canInstall = process.getuid?.() === 0 && findOnPath('apt-get') !== undefined;
-  if (!canInstall) {
+  if (!mayInstall) {
     throw new Error(
       'etcd is needed by the Kubernetes test API server and is not on PATH: install it ' +
         '(Debian/Ubuntu: `sudo apt-get install etcd-server`), then run again',
@@ -180,7 +182,7 @@ async function ensureEtcd(): Promise<string> {
       encoding: 'utf8',
     });
   }
-  const installed = findOnPath('etcd');
+  const installed = findOnPath('etcd', searchPath);
   if (install.status !== 0 || !installed) {
     throw new Error(
       `could not install etcd-server with apt-get (exit ${install.status}): ${install.stderr.trim().split('\n').slice(-5).join('\n')}; ` +
@@ -190,8 +192,8 @@ async function ensureEtcd(): Promise<string> {
   return installed;
 }
 
-function findOnPath(name: string): string | undefined {
-  for (const dir of (process.env.PATH ?? '').split(path.delimiter)) {
+function findOnPath(name: string, searchPath = process.env.PATH ?? ''): string | undefined {
+  for (const dir of searchPath.split(path.delimiter)) {
     const file = path.join(dir, name);
     try {
       fs.accessSync(file, fs.constants.X_OK);
