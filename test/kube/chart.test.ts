@@ -24,6 +24,7 @@ import { CustomObjectsApi, type KubeConfig } from '@kubernetes/client-node';
 import { loadAll } from 'js-yaml';
 import { KubeRayNodeProvider } from '../../activities/scaling/providers/kuberay/provider';
 import type { NodeGroup } from '../../core/schemas/node-groups';
+import { CHART_VALUES_SCHEMA_FILE, chartValuesSchema } from '../../stack/chart-values-schema';
 import { ensureGoTool, HELM } from '../../stack/go-tools';
 import { loadNodeGroups, REPO_ROOT } from '../../stack/config';
 import type { RbacObject } from '../../stack/kube-access-reviewer';
@@ -293,6 +294,21 @@ describe('the chart', () => {
     const result = helm(['template', RELEASE, CHART, ...REQUIRED, ...args]);
     expect(result.status).not.toBe(0);
     expect(result.stderr).toContain(message);
+  });
+
+  it("checks node groups in the values against the worker's own schema (values.schema.json is generated from it)", () => {
+    expect(JSON.parse(fs.readFileSync(CHART_VALUES_SCHEMA_FILE, 'utf8'))).toEqual(chartValuesSchema());
+    const values = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'pantheon-values-')), 'values.json');
+    const group = { name: 'cpu', provider: 'kuberay', minNodes: 0, maxNodes: 2, costPerNodeHour: 0 };
+    fs.writeFileSync(
+      values,
+      JSON.stringify({ nodeGroups: { groups: [{ ...group, node: { cpus: 2, memoryMb: 1024, gpu: 1 } }] } }),
+    );
+    const result = helm(['template', RELEASE, CHART, ...REQUIRED, '-f', values]);
+    expect(result.status).not.toBe(0);
+    expect(result.stderr).toContain(
+      "at '/nodeGroups/groups/0/node': additional properties 'gpu' not allowed",
+    );
   });
 
   it('renders core objects that pass the Kubernetes 1.34 schemas in strict mode, offline', () => {
