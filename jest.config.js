@@ -1,9 +1,11 @@
 /**
- * Three projects: `replay` (recorded histories against today's workflow code),
- * `unit` (pure code, plus adapters that need only their own small server) and
- * `integration` (the real local stack: Temporal dev server, Ray head
- * and worker nodes, local Qdrant). The stack is started by the integration
- * project's global setup only when an integration test is selected.
+ * Four projects: `replay` (recorded histories against today's workflow code),
+ * `unit` (pure code, plus adapters that need only their own small server),
+ * `kube` (the kuberay provider and the Helm chart against a real Kubernetes
+ * API server, stack/kube-test-server.ts) and `integration` (the real local
+ * stack: Temporal dev server, Ray head and worker nodes, local Qdrant). The
+ * kube and integration projects' global setups start what they need only when
+ * one of their tests is selected.
  */
 // isolatedModules comes from tsconfig.json: each file is compiled on its own, fast.
 const transform = { '^.+\\.ts$': 'ts-jest' };
@@ -35,6 +37,16 @@ module.exports = {
       roots: ['<rootDir>/test/unit'],
       testMatch: ['**/*.test.ts'],
       ...esmAware,
+    },
+    {
+      // The first run on a machine builds the API server and helm (minutes); later runs reuse them.
+      displayName: 'kube',
+      testEnvironment: 'node',
+      roots: ['<rootDir>/test/kube'],
+      testMatch: ['**/*.test.ts'],
+      ...esmAware,
+      globalSetup: '<rootDir>/test/helpers/kube-global-setup.ts',
+      globalTeardown: '<rootDir>/test/helpers/kube-global-teardown.ts',
     },
     {
       displayName: 'integration',

@@ -7,11 +7,20 @@
  * not pods of its own choosing. Both are one JSON Patch.
  *
  * Thin on purpose: how many nodes and which ones are the policy's decision.
- * What the provider adds is bookkeeping the operator relies on: it keeps
- * earlier deletions that the operator has not carried out yet (dropping them
- * would let it delete random pods), forgets the ones it has, and guards the
- * patch with JSON Patch `test` operations, so a RayCluster that changed since
- * it was read is refused rather than overwritten.
+ * What the provider adds is what the API server and the operator do not do:
+ *
+ * - Bounds. The RayCluster CRD does not check replicas against
+ *   min/maxReplicas (the API server accepts 7 of at most 3), and the operator
+ *   silently clamps; so a change outside the group's bounds is refused here,
+ *   with the bounds in the message, and nothing is sent.
+ * - Pending deletions. The operator deletes the pods named in workersToDelete
+ *   but never clears the list; the provider keeps the names whose pods still
+ *   exist (dropping them would let the operator pick pods itself) and forgets
+ *   the ones that are gone.
+ * - Concurrency. The patch carries the resourceVersion it was computed from,
+ *   so the API server refuses it (409 Conflict) if anyone changed the
+ *   RayCluster since; the provider then reads again and recomputes the same
+ *   change on top of the other writer's, a few times, so neither is lost.
  */
 import {
   CoreV1Api,
@@ -21,6 +30,7 @@ import {
   type KubeConfig,
   type V1Pod,
 } from '@kubernetes/client-node';
+import { STATUS_CODES } from 'node:http';
 import { z } from 'zod';
 import type { NodeGroup } from '../../../../core/schemas/node-groups';
 import type { NodeProvider, ProviderNode } from '../provider';
@@ -28,6 +38,9 @@ import type { NodeProvider, ProviderNode } from '../provider';
 const RAY_GROUP = 'ray.io';
 const RAY_VERSION = 'v1';
 const RAY_CLUSTERS = 'rayclusters';
+/** The CRD's default maxReplicas (int32's largest). */
+const INT32_MAX = 2_147_483_647;
+const DEFAULT_CONFLICT_ATTEMPTS = 5;
 
 export interface KubeRayProviderOptions {
   kubeConfig: KubeConfig;
@@ -36,6 +49,13 @@ export interface KubeRayProviderOptions {
   clusterName: string;
   /** Pantheon node group name → KubeRay worker group name, where they differ. */
   workerGroupNames?: Record<string, string>;
+  /**
+   * Where the groups' pods are listed; the kubeConfig's API server unless given. (The
+   * project's test API server serves custom resources only, so its tests list pods elsewhere.)
+   */
+  podsKubeConfig?: KubeConfig;
+  /** How often a change refused for a concurrent write is read and computed again (default 5). */
+  conflictAttempts?: number;
 }
 
 /** The RayCluster fields the provider reads; everything else is left as it is. */
@@ -47,6 +67,7 @@ const workerGroupSpecSchema = z.looseObject({
   scaleStrategy: z.looseObject({ workersToDelete: z.array(z.string()).optional() }).optional(),
 });
 const rayClusterSchema = z.looseObject({
+  metadata: z.looseObject({ resourceVersion: z.string().min(1) }),
   spec: z.looseObject({
     enableInTreeAutoscaling: z.boolean().optional(),
     workerGroupSpecs: z.array(workerGroupSpecSchema).default([]),
@@ -55,10 +76,11 @@ const rayClusterSchema = z.looseObject({
 
 export type WorkerGroupSpec = z.infer<typeof workerGroupSpecSchema>;
 
-/** A worker group as read, with its position in spec.workerGroupSpecs. */
-interface WorkerGroupRead {
+/** A worker group as read: its position in spec.workerGroupSpecs and the RayCluster's resourceVersion. */
+export interface WorkerGroupRead {
   index: number;
   spec: WorkerGroupSpec;
+  resourceVersion: string;
 }
 
 /** What one worker group should become. */
@@ -72,33 +94,37 @@ export type JsonPatchOperation =
   { op: 'test' | 'add' | 'replace'; path: string; value: unknown } | { op: 'remove'; path: string };
 
 /**
- * The JSON Patch that turns worker group `index` (as read: `current`) into
- * `change`, refused by the server if the group moved or its replicas changed
- * since it was read.
+ * The JSON Patch that turns the worker group as read into `change`. Setting
+ * metadata.resourceVersion to the one read makes it conditional: the API server
+ * answers 409 Conflict if the RayCluster changed in between.
  */
-export function workerGroupPatch(
-  index: number,
-  current: WorkerGroupSpec,
-  change: WorkerGroupChange,
-): JsonPatchOperation[] {
-  const at = `/spec/workerGroupSpecs/${index}`;
-  const operations: JsonPatchOperation[] = [
-    { op: 'test', path: `${at}/groupName`, value: current.groupName },
+export function workerGroupPatch(read: WorkerGroupRead, change: WorkerGroupChange): JsonPatchOperation[] {
+  const at = `/spec/workerGroupSpecs/${read.index}`;
+  return [
+    { op: 'replace', path: '/metadata/resourceVersion', value: read.resourceVersion },
+    {
+      op: read.spec.replicas === undefined ? 'add' : 'replace',
+      path: `${at}/replicas`,
+      value: change.replicas,
+    },
+    {
+      op: read.spec.scaleStrategy === undefined ? 'add' : 'replace',
+      path: `${at}/scaleStrategy`,
+      value: { workersToDelete: change.workersToDelete },
+    },
   ];
-  if (current.replicas === undefined) {
-    operations.push({ op: 'add', path: `${at}/replicas`, value: change.replicas });
-  } else {
-    operations.push(
-      { op: 'test', path: `${at}/replicas`, value: current.replicas },
-      { op: 'replace', path: `${at}/replicas`, value: change.replicas },
-    );
+}
+
+/** An API server's refusal, with its HTTP code and the Status it sent. */
+export class KubeApiError extends Error {
+  override name = 'KubeApiError';
+  constructor(
+    message: string,
+    readonly code: number,
+    options: { cause: unknown },
+  ) {
+    super(message, options);
   }
-  operations.push({
-    op: current.scaleStrategy === undefined ? 'add' : 'replace',
-    path: `${at}/scaleStrategy`,
-    value: { workersToDelete: change.workersToDelete },
-  });
-  return operations;
 }
 
 export class KubeRayNodeProvider implements NodeProvider {
@@ -108,7 +134,7 @@ export class KubeRayNodeProvider implements NodeProvider {
 
   constructor(private readonly options: KubeRayProviderOptions) {
     this.customObjects = options.kubeConfig.makeApiClient(CustomObjectsApi);
-    this.core = options.kubeConfig.makeApiClient(CoreV1Api);
+    this.core = (options.podsKubeConfig ?? options.kubeConfig).makeApiClient(CoreV1Api);
   }
 
   /** The group's worker pods; a pod's name is its node id. */
@@ -128,39 +154,86 @@ export class KubeRayNodeProvider implements NodeProvider {
 
   async addNodes(group: NodeGroup, count: number): Promise<void> {
     if (count <= 0) return;
-    const read = await this.readWorkerGroup(group);
-    const pending = await this.deletionsNotDoneYet(group, read.spec);
-    await this.patch(read, { replicas: (read.spec.replicas ?? 0) + count, workersToDelete: pending });
+    await this.change(group, `add ${count}`, async (read) => ({
+      replicas: (read.spec.replicas ?? 0) + count,
+      workersToDelete: await this.deletionsNotDoneYet(group, read.spec),
+    }));
   }
 
   async removeNodes(group: NodeGroup, nodeIds: readonly string[]): Promise<void> {
     if (nodeIds.length === 0) return;
-    const read = await this.readWorkerGroup(group);
-    const pods = new Set((await this.listNodes(group)).map((n) => n.nodeId));
-    const strangers = nodeIds.filter((id) => !pods.has(id));
-    if (strangers.length > 0) {
-      throw new Error(
-        `kuberay: ${strangers.join(', ')} ${strangers.length === 1 ? 'is not a pod' : 'are not pods'} of worker group "${this.workerGroupName(group)}" in RayCluster ${this.where()}; nothing was changed`,
-      );
-    }
-    const pending = (read.spec.scaleStrategy?.workersToDelete ?? []).filter((pod) => pods.has(pod));
-    const newlyNamed = [...new Set(nodeIds)].filter((id) => !pending.includes(id));
-    await this.patch(read, {
-      replicas: (read.spec.replicas ?? 0) - newlyNamed.length,
-      workersToDelete: [...pending, ...newlyNamed],
+    await this.change(group, `remove ${nodeIds.join(', ')}`, async (read) => {
+      const pods = new Set((await this.listNodes(group)).map((n) => n.nodeId));
+      const strangers = nodeIds.filter((id) => !pods.has(id));
+      if (strangers.length > 0) {
+        throw new Error(
+          `kuberay: ${strangers.join(', ')} ${strangers.length === 1 ? 'is not a pod' : 'are not pods'} of worker group "${this.workerGroupName(group)}" in RayCluster ${this.where()}; nothing was changed`,
+        );
+      }
+      const pending = (read.spec.scaleStrategy?.workersToDelete ?? []).filter((pod) => pods.has(pod));
+      const newlyNamed = [...new Set(nodeIds)].filter((id) => !pending.includes(id));
+      return {
+        replicas: (read.spec.replicas ?? 0) - newlyNamed.length,
+        workersToDelete: [...pending, ...newlyNamed],
+      };
     });
   }
 
-  /** Sets the group's replicas and workersToDelete exactly as given, in one guarded JSON Patch. */
+  /** Sets the group's replicas and workersToDelete exactly as given (within its bounds), in one conditional JSON Patch. */
   async applyChange(group: NodeGroup, change: WorkerGroupChange): Promise<void> {
-    await this.patch(await this.readWorkerGroup(group), change);
+    await this.change(group, `set replicas ${change.replicas}`, () => Promise.resolve(change));
   }
 
-  /** Patches the group as it was read: the patch's tests refuse it if the group changed since. */
-  private async patch({ index, spec }: WorkerGroupRead, change: WorkerGroupChange): Promise<void> {
-    const body = workerGroupPatch(index, spec, change);
+  /**
+   * Reads the group, computes the change from what was read, checks it against the group's
+   * bounds and patches on condition that nothing changed since the read; on a 409 it starts
+   * over from a fresh read, so a concurrent writer's change and this one both stand.
+   */
+  private async change(
+    group: NodeGroup,
+    what: string,
+    compute: (read: WorkerGroupRead) => Promise<WorkerGroupChange>,
+  ): Promise<void> {
+    const attempts = this.options.conflictAttempts ?? DEFAULT_CONFLICT_ATTEMPTS;
+    for (let attempt = 1; ; attempt++) {
+      const read = await this.readWorkerGroup(group);
+      const change = await compute(read);
+      this.checkBounds(read, change, what);
+      try {
+        await this.patch(read, change);
+        return;
+      } catch (error) {
+        if (!(error instanceof KubeApiError && error.code === 409)) throw error;
+        if (attempt >= attempts) {
+          throw new Error(
+            `kuberay: RayCluster ${this.where()} changed under every one of ${attempts} attempts to ${what} in worker group "${read.spec.groupName}"; nothing was changed (last answer: ${error.message})`,
+            { cause: error },
+          );
+        }
+      }
+    }
+  }
+
+  /** KubeRay would clamp a count outside the group's bounds without a word; refuse it instead. */
+  private checkBounds(read: WorkerGroupRead, change: WorkerGroupChange, what: string): void {
+    const min = read.spec.minReplicas ?? 0;
+    const max = read.spec.maxReplicas ?? INT32_MAX;
+    const current = read.spec.replicas ?? 0;
+    const growsPastMax = change.replicas > max && change.replicas > current;
+    const shrinksPastMin = change.replicas < min && change.replicas < current;
+    if (growsPastMax || shrinksPastMin || change.replicas < 0) {
+      throw new Error(
+        `kuberay: cannot ${what} in worker group "${read.spec.groupName}" of RayCluster ${this.where()}: ` +
+          `replicas would be ${change.replicas}, outside minReplicas ${min} and maxReplicas ${max} ` +
+          `(replicas now ${current}); nothing was changed`,
+      );
+    }
+  }
+
+  private async patch(read: WorkerGroupRead, change: WorkerGroupChange): Promise<void> {
+    const body = workerGroupPatch(read, change);
     await this.call(
-      `patch worker group "${spec.groupName}" to replicas ${change.replicas}, workersToDelete [${change.workersToDelete.join(', ')}]`,
+      `patch worker group "${read.spec.groupName}" to replicas ${change.replicas}, workersToDelete [${change.workersToDelete.join(', ')}]`,
       () =>
         this.customObjects.patchNamespacedCustomObject(
           { ...this.clusterRef(), body },
@@ -193,7 +266,7 @@ export class KubeRayNodeProvider implements NodeProvider {
       const known = groups.map((g) => g.groupName).join(', ') || 'none';
       throw new Error(`kuberay: RayCluster ${this.where()} has no worker group "${name}" (has: ${known})`);
     }
-    return { index, spec };
+    return { index, spec, resourceVersion: parsed.data.metadata.resourceVersion };
   }
 
   /** Pods named for deletion earlier that still exist: the operator has yet to delete them. */
@@ -227,14 +300,23 @@ export class KubeRayNodeProvider implements NodeProvider {
     try {
       return await request();
     } catch (error) {
-      throw new Error(
-        `kuberay: could not ${what} in RayCluster ${this.where()}: ${describeApiError(error)}`,
-        {
-          cause: error,
-        },
-      );
+      const refusal = describeApiError(error);
+      const message = `kuberay: could not ${what} in RayCluster ${this.where()}: ${refusal.text}${hint(refusal.code)}`;
+      if (refusal.code !== undefined) throw new KubeApiError(message, refusal.code, { cause: error });
+      throw new Error(message, { cause: error });
     }
   }
+}
+
+/** What to check, for the refusals whose cause is in the deployment rather than the request. */
+function hint(code: number | undefined): string {
+  if (code === 401) {
+    return ' (the API server did not accept the credentials: check the service-account token or the kubeconfig user)';
+  }
+  if (code === 403) {
+    return ' (the worker needs get and patch on rayclusters.ray.io and list on pods in this namespace: deploy/pantheon/templates/rbac.yaml)';
+  }
+  return '';
 }
 
 function podState(pod: V1Pod): ProviderNode['state'] {
@@ -251,11 +333,12 @@ function podState(pod: V1Pod): ProviderNode['state'] {
 }
 
 /**
- * The client's ApiException carries the HTTP code and the raw response body,
- * which for the API server is a `Status` object whose message says what was
- * wrong (e.g. which field is invalid).
+ * The client's ApiException carries the HTTP code and, for most answers, the
+ * raw response body: for the API server a `Status` object whose message says
+ * what was wrong (e.g. which field is invalid). For a 401 the generated client
+ * keeps no body, so the code's own reason phrase stands in.
  */
-function describeApiError(error: unknown): string {
+function describeApiError(error: unknown): { text: string; code?: number } {
   if (typeof error === 'object' && error !== null && 'code' in error && typeof error.code === 'number') {
     const body = 'body' in error ? error.body : undefined;
     let status: { reason?: unknown; message?: unknown } | undefined;
@@ -264,9 +347,14 @@ function describeApiError(error: unknown): string {
     } catch {
       status = undefined;
     }
-    const reason = typeof status?.reason === 'string' ? ` ${status.reason}` : '';
-    const message = typeof status?.message === 'string' ? status.message : String(body ?? '');
-    return `HTTP ${error.code}${reason}: ${message}`;
+    const reason =
+      typeof status?.reason === 'string' && status.reason !== '' ? status.reason : STATUS_CODES[error.code];
+    const message =
+      typeof status?.message === 'string' ? status.message : typeof body === 'string' ? body : '';
+    return {
+      text: `HTTP ${error.code}${reason ? ` ${reason.replace(/ /g, '')}` : ''}${message ? `: ${message}` : ''}`,
+      code: error.code,
+    };
   }
-  return error instanceof Error ? error.message : String(error);
+  return { text: error instanceof Error ? error.message : String(error) };
 }
