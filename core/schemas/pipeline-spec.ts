@@ -19,6 +19,18 @@ export const SPEC_LIMITS = {
   maxRetryIntervalMs: 24 * 3600 * 1000,
   /** A step's start-to-close timeout: a week. */
   maxTimeoutSeconds: 7 * 24 * 3600,
+  /**
+   * Steps in flight at once (scheduled activities): the rest wait inside the workflow, in spec
+   * order. Temporal allows 2,000 pending activities per workflow; this leaves room for the
+   * pipeline's own control activities.
+   */
+  maxInFlightSteps: 1_000,
+  /**
+   * Steps in one pipeline run. Each costs about 3 to 7 history events (scheduled, started,
+   * completed, a start signal, its share of workflow tasks): 6,000 steps stay under Temporal's
+   * 51,200 events with room to spare. docs/limits.md has the arithmetic; larger work is a map step.
+   */
+  maxSteps: 6_000,
 } as const;
 
 export const AGENT_NAME_PATTERN = /^[a-z][a-z0-9-]{0,62}$/;
@@ -153,7 +165,15 @@ export type PipelineIdentity = z.infer<typeof pipelineIdentitySchema>;
 export const pipelineSpecSchema = pipelineIdentitySchema
   .extend({
     failurePolicy: z.enum(['failFast', 'continue']).default('failFast'),
-    steps: z.array(stepSpecSchema).min(1),
+    /** How many steps may be in flight at once; the rest wait in the workflow, in spec order. */
+    maxInFlightSteps: z.number().int().min(1).max(SPEC_LIMITS.maxInFlightSteps).optional(),
+    steps: z
+      .array(stepSpecSchema)
+      .min(1)
+      .max(
+        SPEC_LIMITS.maxSteps,
+        `at most ${SPEC_LIMITS.maxSteps} steps in one pipeline: use a map step for more`,
+      ),
   })
   .strict();
 
@@ -290,4 +310,35 @@ export interface PipelineResult {
   /** What a code-defined pipeline returned. */
   output?: unknown;
   usage: UsageReport;
+  /** Set when step outputs were left out to keep the result under Temporal's payload limit: says why. */
+  outputsOmitted?: string;
+}
+
+/**
+ * The most a pipeline's result (or `progress` answer) may take as JSON: Temporal refuses a payload
+ * over 2 MB, and a workflow whose result is refused fails its workflow task again and again.
+ */
+export const MAX_RESULT_BYTES = 1_500_000;
+
+/**
+ * The result as it may be returned: whole when it fits, else without the steps' outputs (each step's
+ * status, attempts, timings and errors stay; outputs are read with `pantheon output`), and without the
+ * pipeline's own output if even that is not enough. Pure and deterministic.
+ */
+export function boundedResult(result: PipelineResult, maxBytes: number = MAX_RESULT_BYTES): PipelineResult {
+  const bytes = JSON.stringify(result).length;
+  if (bytes <= maxBytes) return result;
+  const steps: Record<string, StepResult> = Object.create(null);
+  for (const [id, step] of Object.entries(result.steps)) {
+    const { output: _output, ...rest } = step;
+    steps[id] = rest;
+  }
+  const lighter: PipelineResult = {
+    ...result,
+    steps,
+    outputsOmitted: `step outputs are left out: with them the result takes ${bytes} bytes, more than ${maxBytes}`,
+  };
+  if (JSON.stringify(lighter).length <= maxBytes) return lighter;
+  const { output: _output, ...withoutOutput } = lighter;
+  return { ...withoutOutput, outputsOmitted: `${lighter.outputsOmitted}; so is the pipeline's own output` };
 }

@@ -175,6 +175,12 @@ const badSpecs: Array<[string, unknown, RegExp]> = [
     base([step({ resources: withProtoKey('{"custom": {"__proto__": 1}}') })]),
     /steps\[0\]\.resources\.custom\.__proto__/,
   ],
+  ['a window of zero', base([step({})], { maxInFlightSteps: 0 }), /maxInFlightSteps: /],
+  [
+    'more steps than one pipeline holds',
+    base(Array.from({ length: 6_001 }, (_, i) => ({ id: `s${i}`, task: ECHO }))),
+    /steps: at most 6000 steps in one pipeline: use a map step for more/,
+  ],
 ];
 
 async function stepActivities(handle: WorkflowHandle): Promise<string[]> {

@@ -7,7 +7,13 @@ import {
   blockedSteps,
   resolveStepRefs,
 } from '../../core/dag';
-import { pipelineSpecSchema, type StepSpec } from '../../core/schemas/pipeline-spec';
+import {
+  boundedResult,
+  MAX_RESULT_BYTES,
+  pipelineSpecSchema,
+  type PipelineResult,
+  type StepSpec,
+} from '../../core/schemas/pipeline-spec';
 import { refuseTaskRef } from '../../core/schemas/task-ref';
 
 const ECHO = 'pantheon_tasks.testkit:echo';
@@ -179,5 +185,48 @@ describe('DAG planning', () => {
         expect(new Set(cycle).size).toBe(n);
       }),
     );
+  });
+});
+
+describe('boundedResult: a result always fits a Temporal payload', () => {
+  const result = (outputBytes: number, steps: number): PipelineResult => ({
+    name: 'big',
+    project: 'acme',
+    priority: 3,
+    status: 'succeeded',
+    stepOrder: Array.from({ length: steps }, (_, i) => `s${i}`),
+    steps: Object.fromEntries(
+      Array.from({ length: steps }, (_, i) => [
+        `s${i}`,
+        { status: 'succeeded' as const, attempts: 1, output: 'x'.repeat(outputBytes) },
+      ]),
+    ),
+    output: 'y'.repeat(outputBytes),
+    usage: {
+      steps: {},
+      agents: {},
+      totals: { steps: 0, attempts: 0, cpuSeconds: 0, runningMs: 0, temporalQueueMs: 0, rayQueueMs: 0 },
+    },
+  });
+
+  test('a small result is returned whole', () => {
+    const small = result(10, 3);
+    expect(boundedResult(small)).toBe(small);
+  });
+
+  test('16 outputs of 150 KB: the outputs are left out, every step and status kept, and it says so', () => {
+    const bounded = boundedResult(result(150_000, 16));
+    expect(JSON.stringify(bounded).length).toBeLessThanOrEqual(MAX_RESULT_BYTES);
+    expect(Object.keys(bounded.steps)).toHaveLength(16);
+    expect(bounded.steps.s0).toEqual({ status: 'succeeded', attempts: 1 });
+    expect(bounded.outputsOmitted).toMatch(/step outputs are left out/);
+    expect(bounded.output).toBe('y'.repeat(150_000));
+  });
+
+  test('a pipeline output too large on its own is left out too', () => {
+    const bounded = boundedResult(result(1_600_000, 1));
+    expect(JSON.stringify(bounded).length).toBeLessThanOrEqual(MAX_RESULT_BYTES);
+    expect(bounded.output).toBeUndefined();
+    expect(bounded.outputsOmitted).toMatch(/so is the pipeline's own output/);
   });
 });

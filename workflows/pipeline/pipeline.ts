@@ -16,6 +16,7 @@ import {
   ApplicationFailure,
   condition,
   isCancellation,
+  patched,
   setHandler,
 } from '@temporalio/workflow';
 import { blockedSteps, dependenciesOf, parsePipelineSpec, readySteps, resolveStepRefs } from '../../core/dag';
@@ -33,7 +34,12 @@ import {
   type StepResourcesChanged,
 } from '../../core/messages/pipeline';
 import { invalidUpdate, parseUpdateInput, PipelineRun } from './run';
-import type { PipelineResult, StepSpec, StepStatus } from '../../core/schemas/pipeline-spec';
+import {
+  SPEC_LIMITS,
+  type PipelineResult,
+  type StepSpec,
+  type StepStatus,
+} from '../../core/schemas/pipeline-spec';
 import {
   addStepIssues,
   planStep,
@@ -67,7 +73,11 @@ export function pipelineWorkflow(agents: AgentCatalog): (input: unknown) => Prom
       },
       agents,
     );
-    const dag = new DagPipeline(spec.steps, spec.failurePolicy, run, agents);
+    // Pipelines started before the window schedule every ready step at once, and replay that way.
+    const window = patched('bounded-step-window')
+      ? (spec.maxInFlightSteps ?? SPEC_LIMITS.maxInFlightSteps)
+      : Number.POSITIVE_INFINITY;
+    const dag = new DagPipeline(spec.steps, spec.failurePolicy, window, run, agents);
 
     // Every message this workflow answers (core/messages/pipeline.ts), in one place. The DAG's own
     // updates are wired once the node groups are known, since their validators plan against them;
@@ -107,6 +117,8 @@ class DagPipeline {
   constructor(
     steps: readonly StepSpec[],
     private readonly failurePolicy: 'failFast' | 'continue',
+    /** Steps in flight at once at most (Temporal allows 2,000 pending activities per workflow). */
+    private readonly window: number,
     private readonly run: PipelineRun,
     private readonly agents: AgentCatalog,
   ) {
@@ -243,7 +255,9 @@ class DagPipeline {
       return;
     }
     // `current` is still right for this: a step skipped just above was blocked, so it was never ready.
+    // Beyond the window, ready steps stay pending, in spec order, until a running one ends.
     for (const step of readySteps(steps, current)) {
+      if (this.running >= this.window) break;
       this.running++;
       // Not pending any more from here on, so the next schedule() does not start it twice.
       run.records.setStatus(step.id, 'queued');

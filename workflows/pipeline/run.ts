@@ -33,6 +33,7 @@ import {
 } from '../../core/messages/pipeline';
 import { chooseNodeGroup } from '../../core/placement';
 import {
+  boundedResult,
   FINAL_STEP_STATUSES,
   type AgentPerformanceSummary,
   type PipelineIdentity,
@@ -391,8 +392,9 @@ export class PipelineRun {
     return this.snapshot();
   }
 
+  /** The pipeline's state as `progress` answers and the result returns it: within Temporal's payload limit. */
   snapshot(): PipelineResult {
-    return {
+    return boundedResult({
       name: this.identity.name,
       project: this.identity.project,
       ...(this.identity.user !== undefined && { user: this.identity.user }),
@@ -402,7 +404,7 @@ export class PipelineRun {
       steps: this.records.results,
       ...(this.output !== undefined && { output: this.output }),
       usage: this.usage(),
-    };
+    });
   }
 
   usage(): UsageReport {
