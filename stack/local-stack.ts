@@ -13,7 +13,8 @@ import { z } from 'zod';
 import type { NodeGroup } from '../core/schemas/node-groups';
 import { freePort, isAlive, portOpen, spawnDetached, stopGroup, tailFile, waitFor } from './processes';
 import { loadNodeGroups, loadStackConfig, rayProcessEnv, REPO_ROOT, type StackConfig } from './config';
-import { forgetDeadNodes, listLocalNodes, startLocalNode, stopLocalNode } from './ray-nodes';
+import { ensureTokenFile, rayAuthHeaders } from './ray-auth';
+import { forgetDeadNodes, listLocalNodes, LOOPBACK_RAY, startLocalNode, stopLocalNode } from './ray-nodes';
 
 const devServerConfigSchema = z.object({
   namespace: z.string(),
@@ -97,9 +98,9 @@ async function startService(
   log(`${name} up in ${((Date.now() - started) / 1000).toFixed(1)} s (pid ${proc.pid})`);
 }
 
-async function httpOk(url: string): Promise<boolean> {
+async function httpOk(url: string, headers: Record<string, string> = {}): Promise<boolean> {
   try {
-    const res = await fetch(url, { signal: AbortSignal.timeout(2_000) });
+    const res = await fetch(url, { headers, signal: AbortSignal.timeout(2_000) });
     return res.ok;
   } catch {
     return false;
@@ -147,6 +148,7 @@ export async function startRayHead(config: StackConfig) {
   // taken by the first Ray head on the host, and without it every job submission is refused.
   const agentPort = await freePort();
   const args = [
+    ...LOOPBACK_RAY,
     'start',
     '--head',
     '--node-ip-address',
@@ -178,9 +180,9 @@ export async function startRayHead(config: StackConfig) {
   await startService(
     config,
     'ray-head',
-    path.join(config.venvBin, 'ray'),
+    path.join(config.venvBin, 'python'),
     args,
-    () => httpOk(`${config.ray.dashboardUrl}/api/version`),
+    () => httpOk(`${config.ray.dashboardUrl}/api/version`, rayAuthHeaders(rayProcessEnv(config))),
     [config.ray.headPort, config.ray.dashboardPort],
     rayProcessEnv(config),
   );
@@ -269,6 +271,7 @@ export async function startWorkerNodes(config: StackConfig) {
 
 export async function stackUp(config: StackConfig = loadStackConfig()): Promise<void> {
   fs.mkdirSync(config.logDir, { recursive: true });
+  ensureTokenFile(config.ray.authTokenPath);
   // Independent services start side by side; worker nodes need the head.
   await Promise.all([
     startTemporal(config),

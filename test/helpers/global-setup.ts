@@ -8,7 +8,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { buildWorkflowBundle } from '../../stack/workflow-bundle';
 import { endRunningAutoscalers } from '../../stack/autoscalers';
-import { loadStackConfig } from '../../stack/config';
+import { loadStackConfig, localRayClientEnv } from '../../stack/config';
 import { stackDown, stackIsUp, stackUp } from '../../stack/local-stack';
 import { Client, Connection } from '@temporalio/client';
 
@@ -51,5 +51,6 @@ export default async function globalSetup(): Promise<void> {
   process.env.RAY_ADDRESS = config.ray.address;
   process.env.RAY_DASHBOARD_URL = config.ray.dashboardUrl;
   process.env.QDRANT_URL = config.qdrant.url;
+  Object.assign(process.env, localRayClientEnv(config));
   process.stderr.write(`\n[test] stack ready in ${((Date.now() - started) / 1000).toFixed(1)} s\n`);
 }
