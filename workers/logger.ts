@@ -2,8 +2,12 @@
 import { DefaultLogger, Runtime, type LogLevel } from '@temporalio/worker';
 import pino, { type Logger } from 'pino';
 
-export function createLogger(level: string, name = 'pantheon'): Logger {
-  return pino({ name, level, base: { pid: process.pid } });
+/** Logs to stdout, or appended to `file` when given (tests keep their terminal for jest's reporter). */
+export function createLogger(level: string, name = 'pantheon', file?: string): Logger {
+  const options = { name, level, base: { pid: process.pid } };
+  return file === undefined
+    ? pino(options)
+    : pino(options, pino.destination({ dest: file, mkdir: true, sync: true }));
 }
 
 const SDK_LEVELS: Record<string, LogLevel> = {
