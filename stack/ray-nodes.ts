@@ -173,12 +173,15 @@ export async function startLocalNode(
   }
 }
 
-/** Stops a node's process group (SIGTERM makes `ray start --block` drain and stop the node). */
-export async function stopLocalNode(config: StackConfig, name: string): Promise<void> {
+/**
+ * Stops a node's process group (SIGTERM makes `ray start --block` drain and stop the node;
+ * SIGKILL after `graceMs`).
+ */
+export async function stopLocalNode(config: StackConfig, name: string, graceMs = 40_000): Promise<void> {
   const file = path.join(nodesDir(config), `${name}.json`);
   if (!fs.existsSync(file)) return;
   const record = JSON.parse(fs.readFileSync(file, 'utf8')) as LocalNodeRecord;
-  await stopGroup(record.pid, 40_000);
+  await stopGroup(record.pid, graceMs);
   fs.rmSync(file, { force: true });
 }
 
