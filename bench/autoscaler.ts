@@ -38,7 +38,13 @@ import { listLocalNodes, startLocalNode, stopLocalNode } from '../stack/ray-node
 import { readRayClusterState, type RayNodeState } from '../activities/scaling/ray-cluster';
 import { endRunningAutoscalers } from '../stack/autoscalers';
 import { waitFor } from '../stack/processes';
-import { loadNodeGroups, loadStackConfig, REPO_ROOT, type StackConfig } from '../stack/config';
+import {
+  loadNodeGroups,
+  loadStackConfig,
+  localRayClientEnv,
+  REPO_ROOT,
+  type StackConfig,
+} from '../stack/config';
 import { stackDown, stackIsUp, stackUp } from '../stack/local-stack';
 import { loadWorkerConfig } from '../workers/config';
 import { createLogger } from '../workers/logger';
@@ -122,6 +128,7 @@ export async function runAutoscalerBench(
     TEMPORAL_ADDRESS: stack.temporal.address,
     RAY_ADDRESS: stack.ray.address,
     RAY_DASHBOARD_URL: stack.ray.dashboardUrl,
+    ...localRayClientEnv(stack),
     PANTHEON_STATE_DIR: stack.stateDir,
     PANTHEON_NODE_GROUPS: GROUPS_FILE,
     LOG_LEVEL: process.env.LOG_LEVEL ?? 'warn',

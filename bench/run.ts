@@ -19,7 +19,7 @@ import type { Duration } from '@temporalio/common';
 import { bundleWorkflowCode } from '@temporalio/worker';
 import { buildWorkflowBundle } from '../stack/workflow-bundle';
 import { waitFor } from '../stack/processes';
-import { loadStackConfig, REPO_ROOT, type StackConfig } from '../stack/config';
+import { loadStackConfig, localRayClientEnv, REPO_ROOT, type StackConfig } from '../stack/config';
 import { stackDown, stackIsUp, stackUp, startDispatcherHost } from '../stack/local-stack';
 import { listLocalNodes } from '../stack/ray-nodes';
 import type { PipelineResult, PipelineSpecInput } from '../core/schemas/pipeline-spec';
@@ -29,6 +29,7 @@ import { runToEnd, startChild, type BenchChild } from './lib/children';
 import { cpuSnapshot, machineInfo, type MachineInfo } from './lib/machine';
 import { renderMarkdown } from './lib/report';
 import { httpJson } from './lib/http-json';
+import { rayAuthHeaders } from '../stack/ray-auth';
 import { childPids, PeakMemorySampler, readMemory, type MemoryReading, type MemoryTarget } from './lib/rss';
 import { median, round, summarize, type LatencySummary } from './lib/stats';
 
@@ -213,6 +214,7 @@ class Bench {
       TEMPORAL_ADDRESS: config.temporal.address,
       RAY_ADDRESS: config.ray.address,
       RAY_DASHBOARD_URL: config.ray.dashboardUrl,
+      ...localRayClientEnv(config),
       QDRANT_URL: config.qdrant.url,
     };
     const worker = pantheonWorkerCommand();
@@ -354,6 +356,7 @@ class Bench {
 
   private async rayJob(): Promise<void> {
     const { dashboardUrl } = this.config.ray;
+    const rayAuth = rayAuthHeaders(localRayClientEnv(this.config));
     const submissionId = uniqueId('bench-job');
     const python = path.join(this.config.venvBin, 'python');
     const body = {
@@ -365,7 +368,7 @@ class Bench {
     await waitFor(
       'the Jobs API to accept a job',
       async () => {
-        const res = await httpJson('POST', `${dashboardUrl}/api/jobs/`, body);
+        const res = await httpJson('POST', `${dashboardUrl}/api/jobs/`, body, undefined, rayAuth);
         if (res.status === 200) return true;
         throw new Error(`job submission answered ${res.status}: ${res.text.slice(0, 300)}`);
       },
@@ -375,7 +378,13 @@ class Bench {
     const info = await waitFor(
       `Ray job ${submissionId} to finish`,
       async () => {
-        const res = await httpJson('GET', `${dashboardUrl}/api/jobs/${submissionId}`);
+        const res = await httpJson(
+          'GET',
+          `${dashboardUrl}/api/jobs/${submissionId}`,
+          undefined,
+          undefined,
+          rayAuth,
+        );
         const job = res.json as { status?: string; message?: string } | undefined;
         return job?.status && ['SUCCEEDED', 'FAILED', 'STOPPED'].includes(job.status) ? job : undefined;
       },
@@ -442,7 +451,11 @@ class Bench {
         '--repeats',
         String(p.fanoutRepeats),
       ],
-      { cwd: REPO_ROOT, env: { ...process.env, RAY_ADDRESS: this.config.ray.address }, timeoutMs: 600_000 },
+      {
+        cwd: REPO_ROOT,
+        env: { ...process.env, RAY_ADDRESS: this.config.ray.address, ...localRayClientEnv(this.config) },
+        timeoutMs: 600_000,
+      },
     );
     const raw = JSON.parse(out.trim().split('\n').pop()!) as {
       rayVersion: string;

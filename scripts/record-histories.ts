@@ -13,7 +13,7 @@ import { execFileSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import type { WorkflowHandle } from '@temporalio/client';
-import { loadStackConfig, REPO_ROOT } from '../stack/config';
+import { loadStackConfig, localRayClientEnv, REPO_ROOT } from '../stack/config';
 import { agentPerformanceWorkflowId } from '../core/messages/agent-performance';
 import {
   addStepUpdate,
@@ -54,6 +54,7 @@ async function main(): Promise<void> {
   process.env.TEMPORAL_ADDRESS ??= stack.temporal.address;
   process.env.RAY_ADDRESS ??= stack.ray.address;
   process.env.RAY_DASHBOARD_URL ??= stack.ray.dashboardUrl;
+  if (process.env.RAY_AUTH_MODE === undefined) Object.assign(process.env, localRayClientEnv(stack));
   fs.mkdirSync(OUT_DIR, { recursive: true });
   const env = await startTestEnv();
   try {

@@ -15,7 +15,7 @@ import { createPantheonWorker } from '../workers/pantheon-worker';
 import { AUTOSCALER_WORKFLOW_ID } from '../core/schemas/autoscaler';
 import type { PipelineResult } from '../core/schemas/pipeline-spec';
 import { PIPELINE_TASK_QUEUE } from '../core/task-queues';
-import { loadStackConfig, REPO_ROOT } from '../stack/config';
+import { loadStackConfig, localRayClientEnv, REPO_ROOT } from '../stack/config';
 import { stackDown, stackIsUp, stackUp } from '../stack/local-stack';
 
 const say = (line: string) => process.stdout.write(`${line}\n`);
@@ -35,12 +35,15 @@ async function main(): Promise<void> {
       : 'Using the local stack that is already up.',
   );
   await stackUp(stack);
+  // The worker runs in this process: its bridge and dashboard calls read Ray's token from here.
+  Object.assign(process.env, localRayClientEnv(stack));
 
   const config = loadWorkerConfig({
     ...process.env,
     TEMPORAL_ADDRESS: stack.temporal.address,
     RAY_ADDRESS: stack.ray.address,
     RAY_DASHBOARD_URL: stack.ray.dashboardUrl,
+    ...localRayClientEnv(stack),
     LOG_LEVEL: process.env.LOG_LEVEL ?? 'warn',
   });
   const worker = await createPantheonWorker(config, createLogger(config.logLevel));

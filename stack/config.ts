@@ -8,6 +8,7 @@ import * as path from 'node:path';
 import { z } from 'zod';
 import { nodeGroupsConfigSchema, type NodeGroupsConfig } from '../core/schemas/node-groups';
 import { describeZodError } from '../core/issues';
+import type { RAY_AUTH_ENV_KEYS } from './ray-auth';
 
 export const REPO_ROOT = path.resolve(__dirname, '..');
 
@@ -52,6 +53,8 @@ export function loadStackConfig(env: NodeJS.ProcessEnv = process.env) {
       objectStoreBytes: e.RAY_OBJECT_STORE_MB * 1024 * 1024,
       // Unix socket paths under it must stay short, whatever the clone's path.
       tempDir: `/tmp/pantheon-ray-${e.RAY_HEAD_PORT}`,
+      /** The stack's Ray token (stack/ray-auth.ts): created by `stack up`, read by every client. */
+      authTokenPath: path.join(stateDir, 'ray-auth-token'),
     },
     qdrant: { port: e.QDRANT_PORT, url: `http://127.0.0.1:${e.QDRANT_PORT}` },
   };
@@ -71,14 +74,39 @@ export function memoryQdrantUrl(config: StackConfig): string {
   return process.env.QDRANT_URL || config.qdrant.url;
 }
 
+/**
+ * What a Ray client of the local stack needs in its environment; entry points
+ * that talk to the stack (tests' global setup, `npm start`, bench) put it there.
+ * - Token authentication (stack/ray-auth.ts) is always on: loopback is shared
+ *   with every user of the host.
+ * - The stack's Ray nodes live on 127.0.0.1 (ray-tasks/pantheon_runtime/loopback_ray.py);
+ *   with this setting off, `ray.init` keeps a 127.0.0.1 address rather than
+ *   swapping in the host's routable one, where nothing of the stack listens.
+ */
+export function localRayClientEnv(
+  config: StackConfig,
+): Record<(typeof RAY_AUTH_ENV_KEYS)[number] | 'RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER', string> {
+  return {
+    RAY_AUTH_MODE: 'token',
+    // RAY_AUTH_TOKEN would win over the file in Ray's lookup: empty, it is skipped.
+    RAY_AUTH_TOKEN: '',
+    RAY_AUTH_TOKEN_PATH: config.ray.authTokenPath,
+    RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER: '0',
+  };
+}
+
 /** The environment every Ray process of the local stack gets. */
 export function rayProcessEnv(config: StackConfig): NodeJS.ProcessEnv {
   return {
     ...process.env,
+    ...localRayClientEnv(config),
     PYTHONPATH: config.rayTasksDir,
     RAY_USAGE_STATS_ENABLED: '0',
     // Temporal owns step retries; Ray must not retry OOM-killed tasks underneath it.
     RAY_task_oom_retries: '0',
+    // A raylet waits this long for its node's dashboard agent to write its ports (default 60 s), then
+    // aborts; on a loaded shared host the agent's imports alone have taken longer than that.
+    RAY_agent_register_timeout_ms: '300000',
     // Agent tasks read memory (ray-tasks/pantheon_runtime/memory.py) where the worker writes it.
     QDRANT_URL: memoryQdrantUrl(config),
   };

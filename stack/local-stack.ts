@@ -4,8 +4,15 @@
  *
  * Entry point: scripts/stack.ts (`npm run stack:up|down|status`).
  *
- * `up` is idempotent: a service whose pid file points at a live, healthy
- * process is left alone.
+ * `up` is idempotent and repairs what is broken: a service whose pid file
+ * points at a live, healthy process is left alone; one that is dead is started
+ * again, and one that is alive but does not answer is stopped and started
+ * again. A Ray head that is (re)started takes a new cluster with it: the worker
+ * nodes and the dispatcher host of the old one are stopped first (their raylets
+ * would make `ray start --head` refuse: "Ray is trying to start at …, but is
+ * already running") and started again against the new head. What happens to
+ * the steps that were running is in docs/ray-execution.md ("When the Ray head
+ * dies").
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
@@ -13,7 +20,8 @@ import { z } from 'zod';
 import type { NodeGroup } from '../core/schemas/node-groups';
 import { freePort, isAlive, portOpen, spawnDetached, stopGroup, tailFile, waitFor } from './processes';
 import { loadNodeGroups, loadStackConfig, rayProcessEnv, REPO_ROOT, type StackConfig } from './config';
-import { forgetDeadNodes, listLocalNodes, startLocalNode, stopLocalNode } from './ray-nodes';
+import { ensureTokenFile, rayAuthHeaders } from './ray-auth';
+import { forgetDeadNodes, listLocalNodes, LOOPBACK_RAY, startLocalNode, stopLocalNode } from './ray-nodes';
 
 const devServerConfigSchema = z.object({
   namespace: z.string(),
@@ -41,6 +49,9 @@ function runningPid(config: StackConfig, name: ServiceName): number | undefined 
   }
 }
 
+/** What `startService` found: the service running and healthy (left alone), or started by it now. */
+type ServiceOutcome = 'running' | 'started';
+
 async function startService(
   config: StackConfig,
   name: ServiceName,
@@ -50,7 +61,8 @@ async function startService(
   ports: number[],
   env?: NodeJS.ProcessEnv,
   timeoutMs = 90_000,
-): Promise<void> {
+  beforeStart: () => Promise<void> = async () => {},
+): Promise<ServiceOutcome> {
   const existing = runningPid(config, name);
   if (existing !== undefined) {
     // One probe is not enough on a loaded host (or while the same process bundles workflows):
@@ -64,10 +76,13 @@ async function startService(
       .catch(() => false);
     if (answered) {
       log(`${name} already running (pid ${existing})`);
-      return;
+      return 'running';
     }
-    throw new Error(`${name} runs (pid ${existing}) but is not healthy; run 'npm run stack:down' first`);
+    log(`${name} runs (pid ${existing}) but does not answer: stopping it to start it again`);
+    await stopGroup(existing, 10_000);
+    fs.rmSync(pidFile(config, name), { force: true });
   }
+  await beforeStart();
   // A port held by another process would make the health check answer for it.
   for (const port of ports)
     if (await portOpen(port))
@@ -95,11 +110,12 @@ async function startService(
     throw err;
   }
   log(`${name} up in ${((Date.now() - started) / 1000).toFixed(1)} s (pid ${proc.pid})`);
+  return 'started';
 }
 
-async function httpOk(url: string): Promise<boolean> {
+async function httpOk(url: string, headers: Record<string, string> = {}): Promise<boolean> {
   try {
-    const res = await fetch(url, { signal: AbortSignal.timeout(2_000) });
+    const res = await fetch(url, { headers, signal: AbortSignal.timeout(2_000) });
     return res.ok;
   } catch {
     return false;
@@ -142,11 +158,32 @@ export async function startTemporal(config: StackConfig) {
   );
 }
 
-export async function startRayHead(config: StackConfig) {
+/**
+ * Before a Ray head starts, nothing of an earlier cluster may be left: its
+ * worker nodes (their raylets name the old GCS, which makes `ray start --head`
+ * refuse, and they cannot join a new head) and its dispatcher host (a driver of
+ * the old cluster). Stopped quickly: without their GCS they have nothing to drain.
+ */
+async function clearEarlierCluster(config: StackConfig): Promise<void> {
+  const nodes = listLocalNodes(config);
+  const host = runningPid(config, 'dispatcher-host');
+  if (nodes.length === 0 && host === undefined) return;
+  log(
+    `the Ray head is not running: stopping what was left of its cluster (${nodes.length} node(s)` +
+      `${host === undefined ? '' : ' and the dispatcher host'})`,
+  );
+  await Promise.all(nodes.map((node) => stopLocalNode(config, node.name, 5_000)));
+  if (host !== undefined) await stopGroup(host, 5_000);
+  fs.rmSync(pidFile(config, 'dispatcher-host'), { force: true });
+  forgetDeadNodes(config);
+}
+
+export async function startRayHead(config: StackConfig): Promise<ServiceOutcome> {
   // The head's dashboard agent serves the Jobs API's submissions; its default port (52365) is
   // taken by the first Ray head on the host, and without it every job submission is refused.
   const agentPort = await freePort();
   const args = [
+    ...LOOPBACK_RAY,
     'start',
     '--head',
     '--node-ip-address',
@@ -175,14 +212,16 @@ export async function startRayHead(config: StackConfig) {
     '--disable-usage-stats',
     '--block',
   ];
-  await startService(
+  return startService(
     config,
     'ray-head',
-    path.join(config.venvBin, 'ray'),
+    path.join(config.venvBin, 'python'),
     args,
-    () => httpOk(`${config.ray.dashboardUrl}/api/version`),
+    () => httpOk(`${config.ray.dashboardUrl}/api/version`, rayAuthHeaders(rayProcessEnv(config))),
     [config.ray.headPort, config.ray.dashboardPort],
     rayProcessEnv(config),
+    90_000,
+    () => clearEarlierCluster(config),
   );
 }
 
@@ -267,12 +306,38 @@ export async function startWorkerNodes(config: StackConfig) {
   if (count > 0) log(`${count} Ray worker node(s) joined in ${((Date.now() - started) / 1000).toFixed(1)} s`);
 }
 
-export async function stackUp(config: StackConfig = loadStackConfig()): Promise<void> {
+/**
+ * Brings the stack up, repairing what is broken (see the header). Tried again as a whole when a
+ * start fails: on a loaded host a raylet can give up on its dashboard agent and take a node (or
+ * the head, just after it answered) down with it, and a second pass, which leaves what is healthy
+ * and stops what is left of a dead head's cluster, usually completes.
+ */
+export async function stackUp(config: StackConfig = loadStackConfig(), tries = 3): Promise<void> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      await stackUpOnce(config);
+      return;
+    } catch (err) {
+      if (attempt >= tries) throw err;
+      log(
+        `the stack did not come up (${err instanceof Error ? err.message.split('\n')[0] : err}); trying again`,
+      );
+    }
+  }
+}
+
+async function stackUpOnce(config: StackConfig): Promise<void> {
   fs.mkdirSync(config.logDir, { recursive: true });
-  // Independent services start side by side; worker nodes need the head.
-  await Promise.all([
+  ensureTokenFile(config.ray.authTokenPath);
+  // Independent services start side by side; worker nodes need the head. Every start is waited
+  // for, failed or not, so that nothing is still starting once this returns or throws.
+  const settle = async (starts: Promise<unknown>[]) => {
+    const failed = (await Promise.allSettled(starts)).find((r) => r.status === 'rejected');
+    if (failed) throw failed.reason;
+  };
+  await settle([
     startTemporal(config),
-    startRayHead(config).then(() => Promise.all([startWorkerNodes(config), startDispatcherHost(config)])),
+    startRayHead(config).then(() => settle([startWorkerNodes(config), startDispatcherHost(config)])),
     startQdrant(config),
   ]);
   fs.writeFileSync(

@@ -76,6 +76,20 @@ export class PythonHelper {
     });
   }
 
+  /**
+   * Stops the running process (calls in flight fail with PythonHelperLostError), so that the next
+   * call starts a fresh one: for the Ray bridge, a driver connected to the cluster as it is now,
+   * not to a head that died.
+   */
+  async restart(): Promise<void> {
+    await this.starting?.catch(() => undefined);
+    const child = this.child;
+    if (!child || child.exitCode !== null) return;
+    const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+    child.kill('SIGKILL');
+    await exited;
+  }
+
   async close(): Promise<void> {
     this.closed = true;
     // A start under way would otherwise leave its process running, unowned, once ready.

@@ -3,6 +3,7 @@
  * (`GET /api/v0/nodes`). Used by the local stack, the capacity gate and the
  * tests that must assert on what Ray sees rather than on our bookkeeping.
  */
+import { rayAuthHeaders } from './ray-auth';
 import { z } from 'zod';
 
 const nodeSchema = z.object({
@@ -28,8 +29,13 @@ export interface RayNode {
   labels: Record<string, string>;
 }
 
-export async function listRayNodes(dashboardUrl: string): Promise<RayNode[]> {
+/** `headers`: Ray's token, when the cluster wants one (stack/ray-auth.ts); by default from this process's environment. */
+export async function listRayNodes(
+  dashboardUrl: string,
+  headers: Record<string, string> = rayAuthHeaders(),
+): Promise<RayNode[]> {
   const res = await fetch(`${dashboardUrl}/api/v0/nodes?limit=10000&detail=true`, {
+    headers,
     signal: AbortSignal.timeout(10_000),
   });
   if (!res.ok) throw new Error(`Ray state API answered HTTP ${res.status} for ${dashboardUrl}/api/v0/nodes`);
@@ -87,7 +93,10 @@ export async function listRayTasksNamed(dashboardUrl: string, name: string): Pro
     filter_predicates: '=',
     filter_values: name,
   });
-  const res = await fetch(`${dashboardUrl}/api/v0/tasks?${query}`, { signal: AbortSignal.timeout(10_000) });
+  const res = await fetch(`${dashboardUrl}/api/v0/tasks?${query}`, {
+    headers: rayAuthHeaders(),
+    signal: AbortSignal.timeout(10_000),
+  });
   if (!res.ok) throw new Error(`Ray state API answered HTTP ${res.status} for ${dashboardUrl}/api/v0/tasks`);
   const body = tasksResponseSchema.parse(await res.json());
   if (!body.result) throw new Error(`Ray state API error: ${body.msg ?? 'unknown'}`);

@@ -22,6 +22,7 @@ import {
   type DetachedProcess,
 } from './processes';
 import { rayProcessEnv, type StackConfig } from './config';
+import { rayAuthHeaders } from './ray-auth';
 import { listRayNodes } from './ray-cluster-state';
 
 export const LOCAL_NODE_LABEL = 'pantheon.io/local-node';
@@ -107,10 +108,17 @@ export const LOCAL_NODE_JOIN_TIMEOUT_MS = 90_000;
  */
 export type RayStartLauncher = (args: string[], logFile: string) => Promise<DetachedProcess>;
 
+/**
+ * The `ray` CLI as the stack runs it (after `python`): one that keeps a node
+ * given 127.0.0.1 on loopback, where the plain CLI moves it to the host's
+ * routable address (ray-tasks/pantheon_runtime/loopback_ray.py).
+ */
+export const LOOPBACK_RAY = ['-m', 'pantheon_runtime.loopback_ray'];
+
 /** The plain way: the `ray` CLI of the stack's virtualenv, one process per start. */
 export function rayCliLauncher(config: StackConfig): RayStartLauncher {
   return async (args, logFile) =>
-    spawnDetached(path.join(config.venvBin, 'ray'), ['start', ...args], {
+    spawnDetached(path.join(config.venvBin, 'python'), [...LOOPBACK_RAY, 'start', ...args], {
       logFile,
       env: rayProcessEnv(config),
     });
@@ -149,9 +157,9 @@ export async function startLocalNode(
       `Ray node ${name} to join`,
       async () => {
         if (!isAlive(proc.pid)) return { exited: true as const };
-        const node = (await listRayNodes(config.ray.dashboardUrl)).find(
-          (n) => n.alive && n.labels[LOCAL_NODE_LABEL] === name,
-        );
+        const node = (
+          await listRayNodes(config.ray.dashboardUrl, rayAuthHeaders(rayProcessEnv(config)))
+        ).find((n) => n.alive && n.labels[LOCAL_NODE_LABEL] === name);
         return node ? { exited: false as const, nodeId: node.nodeId } : undefined;
       },
       timeoutMs,
@@ -165,12 +173,15 @@ export async function startLocalNode(
   }
 }
 
-/** Stops a node's process group (SIGTERM makes `ray start --block` drain and stop the node). */
-export async function stopLocalNode(config: StackConfig, name: string): Promise<void> {
+/**
+ * Stops a node's process group (SIGTERM makes `ray start --block` drain and stop the node;
+ * SIGKILL after `graceMs`).
+ */
+export async function stopLocalNode(config: StackConfig, name: string, graceMs = 40_000): Promise<void> {
   const file = path.join(nodesDir(config), `${name}.json`);
   if (!fs.existsSync(file)) return;
   const record = JSON.parse(fs.readFileSync(file, 'utf8')) as LocalNodeRecord;
-  await stopGroup(record.pid, 40_000);
+  await stopGroup(record.pid, graceMs);
   fs.rmSync(file, { force: true });
 }
 

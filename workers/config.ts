@@ -11,6 +11,7 @@ import * as path from 'node:path';
 import { z } from 'zod';
 import { DEFAULT_ALLOWED_TASK_PACKAGES } from '../core/schemas/task-ref';
 import { describeZodError } from '../core/issues';
+import { isLoopbackHost, rayAddressHost, rayAuthToken } from '../stack/ray-auth';
 
 const REPO_ROOT = path.resolve(__dirname, '..');
 
@@ -30,6 +31,12 @@ const workerEnvSchema = z.object({
   TEMPORAL_TLS_SERVER_NAME: z.string().min(1).optional(),
   RAY_ADDRESS: z.string().min(1).default('127.0.0.1:6379'),
   RAY_DASHBOARD_URL: z.string().url().default('http://127.0.0.1:8265'),
+  /** Ray's own token authentication settings (stack/ray-auth.ts); Ray and this worker read the same ones. */
+  RAY_AUTH_MODE: z.enum(['token', 'disabled', '']).optional(),
+  RAY_AUTH_TOKEN: z.string().optional(),
+  RAY_AUTH_TOKEN_PATH: z.string().optional(),
+  /** Opt-in to talk to a Ray beyond loopback that takes no token (anyone who reaches it can run code on it). */
+  PANTHEON_ALLOW_UNAUTHENTICATED_RAY: booleanFlag,
   PANTHEON_NODE_GROUPS: z.string().default(path.join(REPO_ROOT, 'config', 'node-groups.json')),
   PANTHEON_PYTHON: z.string().default(path.join(REPO_ROOT, '.venv', 'bin', 'python')),
   PANTHEON_RAY_TASKS_DIR: z.string().default(path.join(REPO_ROOT, 'ray-tasks')),
@@ -88,6 +95,35 @@ export class ConfigError extends Error {
   override name = 'ConfigError';
 }
 
+/**
+ * A Ray reachable beyond loopback without a token runs code for anyone who can
+ * reach it (the ShadowRay class of attack), so the worker refuses to use one
+ * unless told explicitly; with a token, the token must be there to read.
+ */
+function checkRayAuth(e: z.infer<typeof workerEnvSchema>, env: NodeJS.ProcessEnv): void {
+  if (e.RAY_AUTH_MODE === 'token') {
+    try {
+      rayAuthToken(env);
+    } catch (err) {
+      throw new ConfigError(
+        `RAY_AUTH_MODE=token but no Ray token could be read (RAY_AUTH_TOKEN, RAY_AUTH_TOKEN_PATH or ~/.ray/auth_token): ${err instanceof Error ? err.message : String(err)}`,
+      );
+    }
+    return;
+  }
+  if (e.PANTHEON_ALLOW_UNAUTHENTICATED_RAY) return;
+  const remote = [
+    ['RAY_ADDRESS', rayAddressHost(e.RAY_ADDRESS)],
+    ['RAY_DASHBOARD_URL', new URL(e.RAY_DASHBOARD_URL).hostname],
+  ].find(([, host]) => host !== undefined && !isLoopbackHost(host));
+  if (remote)
+    throw new ConfigError(
+      `${remote[0]} points at ${remote[1]}, beyond loopback, and Ray token authentication is off: ` +
+        'set RAY_AUTH_MODE=token with RAY_AUTH_TOKEN or RAY_AUTH_TOKEN_PATH (docs/security.md), ' +
+        'or PANTHEON_ALLOW_UNAUTHENTICATED_RAY=1 to accept a Ray that anyone who reaches it can run code on',
+    );
+}
+
 export function loadWorkerConfig(env: NodeJS.ProcessEnv = process.env) {
   const parsed = workerEnvSchema.safeParse(env);
   if (!parsed.success) {
@@ -98,6 +134,7 @@ export function loadWorkerConfig(env: NodeJS.ProcessEnv = process.env) {
   if (tlsFiles && !(e.TEMPORAL_TLS_CLIENT_CERT_PATH && e.TEMPORAL_TLS_CLIENT_KEY_PATH))
     throw new ConfigError('TEMPORAL_TLS_CLIENT_CERT_PATH and TEMPORAL_TLS_CLIENT_KEY_PATH go together');
   const useTls = e.TEMPORAL_TLS || Boolean(tlsFiles) || Boolean(e.TEMPORAL_API_KEY);
+  checkRayAuth(e, env);
   return {
     temporal: {
       address: e.TEMPORAL_ADDRESS,

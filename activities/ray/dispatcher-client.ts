@@ -11,7 +11,7 @@
  */
 import { z } from 'zod';
 import { describeZodError } from '../../core/issues';
-import type { PythonHelper } from '../../stack/python-helper';
+import { PythonHelperCallError, PythonHelperLostError, type PythonHelper } from '../../stack/python-helper';
 import { FAILURE_KINDS } from './attempt-policy';
 import type { RayTaskOptions } from './ray-options';
 
@@ -107,8 +107,46 @@ function parseAnswer<T>(schema: z.ZodType<T>, value: unknown, method: string): T
   throw new Error(`the Ray bridge answered ${method} with an invalid ${describeZodError(parsed.error)}`);
 }
 
+/**
+ * Errors that say the Ray cluster the bridge is connected to is gone (its head, or the
+ * dispatcher actor on it, died), not that the step failed: the bridge is a driver of that
+ * cluster and must be started again to reach a new one.
+ */
+const RAY_UNAVAILABLE_TYPES = new Set([
+  'ActorUnavailableError',
+  'ActorDiedError',
+  'RaySystemError',
+  'GetTimeoutError',
+  'ConnectionError',
+  'RpcError',
+]);
+
+export function isRayUnavailable(err: unknown): boolean {
+  if (err instanceof PythonHelperLostError) return true;
+  return err instanceof PythonHelperCallError && RAY_UNAVAILABLE_TYPES.has(err.type);
+}
+
 export class DispatcherClient {
-  constructor(private readonly bridge: Pick<PythonHelper, 'call'>) {}
+  constructor(private readonly bridge: Pick<PythonHelper, 'call' | 'restart'>) {}
+
+  /**
+   * After `isRayUnavailable`: starts the bridge again until it reaches a dispatcher (on a head
+   * that `npm run stack:up`, or the cluster's operator, brought back), for at most `timeoutMs`.
+   * Resolves once Ray answers; throws the last error at the deadline.
+   */
+  async recover(timeoutMs: number, intervalMs = 2_000): Promise<void> {
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      await this.bridge.restart();
+      try {
+        await this.bridge.call('ping');
+        return;
+      } catch (err) {
+        if (!isRayUnavailable(err) || Date.now() + intervalMs > deadline) throw err;
+      }
+      await new Promise((resolve) => setTimeout(resolve, intervalMs));
+    }
+  }
 
   async submit(request: SubmitRequest): Promise<SubmitAnswer> {
     return parseAnswer(submitAnswerSchema, await this.bridge.call<unknown>('submit', request), 'submit');

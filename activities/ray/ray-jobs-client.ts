@@ -7,6 +7,7 @@ import * as http from 'node:http';
 import * as https from 'node:https';
 import { z } from 'zod';
 import { describeZodError } from '../../core/issues';
+import { rayAuthHeaders } from '../../stack/ray-auth';
 
 export const JOB_STATUSES = ['PENDING', 'RUNNING', 'STOPPED', 'SUCCEEDED', 'FAILED'] as const;
 export type JobStatus = (typeof JOB_STATUSES)[number];
@@ -70,10 +71,13 @@ export class RayJobsClient {
         {
           method,
           timeout: 30_000,
-          headers:
-            payload === undefined
+          headers: {
+            // Ray's token when the cluster asks for one (stack/ray-auth.ts).
+            ...rayAuthHeaders(),
+            ...(payload === undefined
               ? {}
-              : { 'content-type': 'application/json', 'content-length': Buffer.byteLength(payload) },
+              : { 'content-type': 'application/json', 'content-length': Buffer.byteLength(payload) }),
+          },
         },
         (res) => {
           const chunks: Buffer[] = [];

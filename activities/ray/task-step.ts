@@ -21,7 +21,7 @@ import { refuseTaskRef } from '../../core/schemas/task-ref';
 import { nodeGroupTaskQueue } from '../../core/task-queues';
 import { planAttempt, type AttemptPolicyConfig, type PriorTry } from './attempt-policy';
 import { AttemptSupervisor } from './attempt-supervisor';
-import { DispatcherClient, type HistoryItem, type RayStepState } from './dispatcher-client';
+import { DispatcherClient, isRayUnavailable, type HistoryItem, type RayStepState } from './dispatcher-client';
 import { toRayOptions } from './ray-options';
 import type { WorkflowClosedCheck } from './workflow-liveness';
 
@@ -120,6 +120,9 @@ export function policyConfigFor(
 /** How many times an attempt re-plans when another attempt moved the key on meanwhile. */
 const MAX_PLAN_CONFLICTS = 3;
 
+/** How long an attempt waits for a Ray that went away to answer again before it fails as it is. */
+const RAY_RECOVERY_TIMEOUT_MS = 15 * 60_000;
+
 export function createRayTaskActivities(
   dispatcher: DispatcherClient,
   config: RayTaskStepConfig,
@@ -208,7 +211,39 @@ export function createRayTaskActivities(
     }
   }
 
+  /**
+   * One attempt; when Ray itself goes away under it (the head or the dispatcher died: the bridge
+   * answers ActorUnavailableError and the like, or exits), the attempt waits — heartbeating — until
+   * a restarted bridge reaches a dispatcher again (after `npm run stack:up` or the operator brought
+   * the head back), then fails retryably so that the next attempt submits the step to the new
+   * dispatcher: the at-least-once edge of docs/ray-execution.md. Waiting here rather than failing
+   * at once keeps a head restart from spending every retry the step has.
+   */
   async function runRayTask(input: RayTaskStepInput): Promise<RayStepOutput> {
+    try {
+      return await attemptRayTask(input);
+    } catch (err) {
+      if (!isRayUnavailable(err)) throw err;
+      const ctx = Context.current();
+      const log = logger.child({ stepId: input.stepId, attempt: ctx.info.attempt });
+      log.warn(
+        { err },
+        'Ray is unavailable (its head or the dispatcher died); waiting for it to answer again',
+      );
+      await new AttemptSupervisor(ctx, config, log).keepAlive(
+        () => ({ state: 'waiting for Ray' }),
+        () => dispatcher.recover(RAY_RECOVERY_TIMEOUT_MS),
+      );
+      log.info('Ray answers again; the next attempt submits the step anew');
+      throw ApplicationFailure.retryable(
+        `Ray became unavailable while this attempt ran (${err instanceof Error ? err.message.split('\n')[0] : String(err)}); ` +
+          'it answers again, and the next attempt submits the step anew',
+        'RayUnavailable',
+      );
+    }
+  }
+
+  async function attemptRayTask(input: RayTaskStepInput): Promise<RayStepOutput> {
     const ctx = Context.current();
     const startedAtMs = Date.now();
     const { attempt, taskQueue } = ctx.info;

@@ -10,6 +10,7 @@ export function httpJson(
   url: string,
   body?: unknown,
   timeoutMs = 30_000,
+  extraHeaders: Record<string, string> = {},
 ): Promise<{ status: number; json: unknown; text: string }> {
   return new Promise((resolve, reject) => {
     const payload = body === undefined ? undefined : Buffer.from(JSON.stringify(body));
@@ -17,7 +18,10 @@ export function httpJson(
       url,
       {
         method,
-        headers: payload ? { 'content-type': 'application/json', 'content-length': payload.length } : {},
+        headers: {
+          ...extraHeaders,
+          ...(payload ? { 'content-type': 'application/json', 'content-length': payload.length } : {}),
+        },
         timeout: timeoutMs,
       },
       (res) => {

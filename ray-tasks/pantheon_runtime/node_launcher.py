@@ -29,6 +29,11 @@ import traceback
 
 import ray.scripts.scripts as ray_cli
 
+from .loopback_ray import keep_loopback_nodes
+
+# Nodes given 127.0.0.1 stay on loopback, as the stack's own `ray start` keeps them (loopback_ray.py).
+keep_loopback_nodes()
+
 
 def _reap_children(_signum, _frame) -> None:
     # A node's `ray start --block` that ended must not linger as a zombie: the

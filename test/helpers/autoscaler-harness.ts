@@ -16,6 +16,7 @@ import { NODE_GROUP_LABEL, type NodeGroup } from '../../core/schemas/node-groups
 import type { AutoscalerInputRaw } from '../../core/schemas/autoscaler';
 import { PIPELINE_TASK_QUEUE } from '../../core/task-queues';
 import { startTestEnv, uniqueId, waitUntil, type TestEnv } from './test-env';
+import { rayAuthHeaders } from '../../stack/ray-auth';
 
 export const BURN = 'pantheon_tasks.testkit:burn';
 export const SLEEP = 'pantheon_tasks.testkit:sleep';
@@ -98,7 +99,9 @@ export async function startAutoscalerHarness(
       );
     },
     async nodeStartTimes(group) {
-      const res = await fetch(`${dashboardUrl}/api/v0/nodes?limit=10000&detail=true`);
+      const res = await fetch(`${dashboardUrl}/api/v0/nodes?limit=10000&detail=true`, {
+        headers: rayAuthHeaders(),
+      });
       const body = nodeTimesSchema.parse(await res.json());
       return new Map(
         body.data.result.result

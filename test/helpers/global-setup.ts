@@ -8,9 +8,10 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { buildWorkflowBundle } from '../../stack/workflow-bundle';
 import { endRunningAutoscalers } from '../../stack/autoscalers';
-import { loadStackConfig } from '../../stack/config';
+import { loadStackConfig, localRayClientEnv } from '../../stack/config';
 import { stackDown, stackIsUp, stackUp } from '../../stack/local-stack';
 import { Client, Connection } from '@temporalio/client';
+import { TEST_LOG_DIR_ENV } from './test-log';
 
 /** Tests start their own autoscalers; every other one is ended first (see stack/autoscalers.ts). */
 async function endLeftoverAutoscalers(address: string): Promise<void> {
@@ -51,5 +52,10 @@ export default async function globalSetup(): Promise<void> {
   process.env.RAY_ADDRESS = config.ray.address;
   process.env.RAY_DASHBOARD_URL = config.ray.dashboardUrl;
   process.env.QDRANT_URL = config.qdrant.url;
+  Object.assign(process.env, localRayClientEnv(config));
+  // Workers' logs go to a file per test file (test/helpers/test-log.ts); a fresh run starts them empty.
+  const testLogs = path.join(config.logDir, 'tests');
+  fs.rmSync(testLogs, { recursive: true, force: true });
+  process.env[TEST_LOG_DIR_ENV] = testLogs;
   process.stderr.write(`\n[test] stack ready in ${((Date.now() - started) / 1000).toFixed(1)} s\n`);
 }

@@ -8,12 +8,12 @@ import { Client, Connection, type WorkflowHandle } from '@temporalio/client';
 import type { Logger } from 'pino';
 import { waitFor } from '../../stack/processes';
 import { loadWorkerConfig, type WorkerConfig } from '../../workers/config';
-import { createLogger } from '../../workers/logger';
 import { createPantheonWorker, type PantheonWorker } from '../../workers/pantheon-worker';
 import { progressQuery } from '../../core/messages/pipeline';
 import type { PipelineResult, PipelineSpecInput } from '../../core/schemas/pipeline-spec';
 import { PIPELINE_TASK_QUEUE } from '../../core/task-queues';
 import { startWorkerProcess, type WorkerProcess } from './worker-process';
+import { createTestLogger } from './test-log';
 
 export interface TestEnv {
   client: Client;
@@ -51,7 +51,7 @@ export async function startTestEnv(
     LOG_LEVEL: process.env.LOG_LEVEL ?? 'warn',
     ...options.env,
   });
-  const logger = createLogger(config.logLevel, 'pantheon-test');
+  const logger = createTestLogger(config.logLevel, 'pantheon-test');
   const connection = await Connection.connect({ address: config.temporal.address });
   const client = new Client({ connection, namespace: config.temporal.namespace });
   const running: { worker: PantheonWorker; done: Promise<void> }[] = [];

@@ -12,6 +12,7 @@ import { jobSubmissionId } from '../../activities/ray/job-step';
 import type { PipelineResult } from '../../core/schemas/pipeline-spec';
 import { recordFigures } from '../helpers/figures';
 import { startTestEnv, uniqueId, waitUntil, type TestEnv } from '../helpers/test-env';
+import { rayAuthHeaders } from '../../stack/ray-auth';
 
 const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'pantheon-job-'));
 const script = path.join(dir, 'job.py');
@@ -43,12 +44,12 @@ if mode == "slow":
 const jobSchema = z.object({ submission_id: z.string().nullable(), status: z.string() });
 
 async function rayJob(env: TestEnv, id: string) {
-  const res = await fetch(`${env.config.ray.dashboardUrl}/api/jobs/${id}`);
+  const res = await fetch(`${env.config.ray.dashboardUrl}/api/jobs/${id}`, { headers: rayAuthHeaders() });
   return res.status === 404 ? null : jobSchema.parse(await res.json());
 }
 
 async function rayJobsStartingWith(env: TestEnv, prefix: string) {
-  const res = await fetch(`${env.config.ray.dashboardUrl}/api/jobs/`);
+  const res = await fetch(`${env.config.ray.dashboardUrl}/api/jobs/`, { headers: rayAuthHeaders() });
   return z
     .array(jobSchema)
     .parse(await res.json())

@@ -14,7 +14,7 @@ import { LOCAL_NODE_LABEL, newLocalNodeName, startLocalNode, stopLocalNode } fro
 import { LocalNodeLauncher } from '../../activities/scaling/providers/local/node-launcher';
 import { isAlive } from '../../stack/processes';
 import { loadStackConfig } from '../../stack/config';
-import { createLogger } from '../../workers/logger';
+import { createTestLogger } from '../helpers/test-log';
 import { NODE_GROUP_LABEL, nodeGroupSchema } from '../../core/schemas/node-groups';
 import { waitUntil } from '../helpers/test-env';
 
@@ -33,7 +33,7 @@ const group = nodeGroupSchema.parse({
 });
 
 const stack = loadStackConfig();
-const logger = createLogger('warn', 'node-launcher-test');
+const logger = createTestLogger('warn', 'node-launcher-test');
 const started: string[] = [];
 
 afterAll(async () => {

@@ -25,8 +25,11 @@ let env: TestEnv;
 let browser: Browser;
 let webUi: string;
 beforeAll(async () => {
-  // Installs Debian's chromium first if this machine has none (a few minutes, once).
-  [env, browser] = await Promise.all([startTestEnv(), launchChromium()]);
+  // Installs Debian's chromium first if this machine has none (a few minutes, once), before
+  // anything connects; one after the other, so that a failure of either leaves nothing unowned
+  // (a browser launched after its sibling failed was never closed, and jest never exited).
+  browser = await launchChromium();
+  env = await startTestEnv();
   webUi = `http://127.0.0.1:${loadStackConfig().temporal.uiPort}`;
 }, 20 * 60_000);
 afterAll(async () => {
