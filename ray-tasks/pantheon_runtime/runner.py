@@ -73,11 +73,11 @@ def run_step(key: str, generation: int, task_ref: str, args: list, kwargs: dict,
     try:
         encoded = strict_json.encode(output, "output")
     except strict_json.NotStrictJson as err:
-        raise StepOutputRejected(f"the output of {task_ref} is not strict JSON: {err}") from None
+        raise StepOutputRejected(f"output of {task_ref} is not strict JSON: {err}") from None
     max_bytes = limits["max_result_bytes"]
     size = len(encoded.encode("utf-8"))
     if size > max_bytes:
         raise StepOutputRejected(
-            f"the output of {task_ref} is {size} bytes of JSON, above the {max_bytes}-byte result limit"
+            f"output of {task_ref} is {size} bytes, above the {max_bytes}-byte result limit"
         )
     return {"outputJson": encoded, "node": node_id}
