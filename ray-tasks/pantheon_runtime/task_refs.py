@@ -35,9 +35,11 @@ DEFAULT_ALLOWLIST = ("pantheon_tasks.examples",)
 # agent's task through this same fence (pantheon_tasks/agent_host.py).
 AGENT_HOST_TASK = "pantheon_tasks.agent_host:run_agent"
 
+# ASCII and whole-string matches (fullmatch), exactly as the worker's JavaScript patterns: Python's
+# `\w` would also take non-ASCII letters, and its `$` a trailing newline.
 _SEGMENT = r"[A-Za-z]\w*"
-TASK_REF = re.compile(rf"^{_SEGMENT}(\.{_SEGMENT})*:{_SEGMENT}$")
-MODULE_NAME = re.compile(rf"^{_SEGMENT}(\.{_SEGMENT})*$")
+TASK_REF = re.compile(rf"{_SEGMENT}(\.{_SEGMENT})*:{_SEGMENT}", re.ASCII)
+MODULE_NAME = re.compile(rf"{_SEGMENT}(\.{_SEGMENT})*", re.ASCII)
 
 
 class TaskRefRefused(Exception):
@@ -60,7 +62,7 @@ def parse_allowlist(raw: Optional[str]) -> tuple[str, ...]:
     """The allowlist from its comma-separated form; unset or empty means the default."""
     entries = tuple(p.strip() for p in (raw or "").split(",") if p.strip())
     for entry in entries:
-        if not MODULE_NAME.match(entry):
+        if not MODULE_NAME.fullmatch(entry):
             raise ValueError(
                 f"{ALLOWLIST_ENV}: {entry!r} is not a public package or module name "
                 "(dotted identifiers, no segment starting with '_')"
@@ -75,7 +77,7 @@ def configured_allowlist(env: Mapping[str, str] = os.environ) -> tuple[str, ...]
 
 def check_task_ref(ref: object, allowlist: Iterable[str], field: str = "task") -> tuple[str, str]:
     """The syntactic rule: returns (module, function) or raises TaskRefRefused."""
-    if not isinstance(ref, str) or not TASK_REF.match(ref):
+    if not isinstance(ref, str) or not TASK_REF.fullmatch(ref):
         raise TaskRefRefused(
             ref, "is not of the form package.module:function with public names (no segment may start with '_')", field
         )
