@@ -6,7 +6,7 @@
  * a key is refused; finished entries stay while their workflow is open and go
  * once it has closed. What reached Ray is checked through Ray's state API.
  */
-import { WorkflowFailedError } from '@temporalio/client';
+import { WorkflowFailedError, type WorkflowHandle } from '@temporalio/client';
 import { listRayTasksNamed } from '../../stack/ray-cluster-state';
 import { sweepDispatcherRetention } from '../../activities/ray/dispatcher-retention';
 import { stepKey } from '../../activities/ray/task-step';
@@ -42,6 +42,15 @@ function submitDirectly(key: string, task: string, args: unknown[], extra: Recor
     },
     ...extra,
   });
+}
+
+/** The step activity's own failures, from the workflow's history: type, non-retryable, how many. */
+async function activityFailures(handle: WorkflowHandle) {
+  const events = (await handle.fetchHistory()).events ?? [];
+  return events
+    .map((e) => e.activityTaskFailedEventAttributes?.failure?.applicationFailureInfo)
+    .filter((info) => info !== undefined && info !== null)
+    .map((info) => ({ type: info.type, nonRetryable: info.nonRetryable ?? false }));
 }
 
 async function stepFailure(step: Record<string, unknown>) {
@@ -114,9 +123,8 @@ describe('task references through a pipeline', () => {
   });
 
   test('an imported name passes the worker (it cannot import Python) and is refused by the Ray side, non-retryably', async () => {
-    const { cause, key, ms } = await stepFailure({ task: 'pantheon_tasks.testkit:os', args: [] });
-    expect(cause.type).toBe('TaskRefRefused');
-    expect(cause.nonRetryable).toBe(true);
+    const { cause, key, ms, handle } = await stepFailure({ task: 'pantheon_tasks.testkit:os', args: [] });
+    expect(await activityFailures(handle)).toEqual([{ type: 'TaskRefRefused', nonRetryable: true }]);
     expect(cause.message).toMatch(
       /task: 'pantheon_tasks\.testkit:os' is not a function defined in pantheon_tasks\.testkit/,
     );
@@ -132,7 +140,7 @@ describe('outputs are strict JSON or a clear error', () => {
     ['cycle', /output\.loop\[0\] refers back .*cycle/],
     ['set', /output\.tags is a builtins\.set/],
   ])('%s: the step fails at once, non-retryably, naming the place', async (kind, place) => {
-    const { cause, ms } = await stepFailure({
+    const { cause, ms, handle } = await stepFailure({
       task: 'pantheon_tasks.testkit:bad_output',
       args: [kind],
       timeoutSeconds: 300,
@@ -141,6 +149,9 @@ describe('outputs are strict JSON or a clear error', () => {
       /StepOutputRejected: output of pantheon_tasks\.testkit:bad_output is not strict JSON/,
     );
     expect(cause.message).toMatch(place);
+    expect(await activityFailures(handle)).toEqual([
+      { type: 'pantheon_runtime.runner.StepOutputRejected', nonRetryable: true },
+    ]);
     // Far below the step's 300 s timeout: the failure is the answer, not a wait.
     expect(ms).toBeLessThan(30_000);
   });
@@ -163,14 +174,11 @@ describe('attach only to the same work', () => {
         workflowId,
       );
       const err = await handle.result().catch((e: unknown) => e);
-      const cause = (err as WorkflowFailedError).cause as {
-        message: string;
-        type?: string;
-        nonRetryable?: boolean;
-      };
-      expect(cause.type).toBe('StepKeyConflict');
-      expect(cause.nonRetryable).toBe(true);
-      expect(cause.message).toMatch(/holds different work \(task pantheon_tasks\.testkit:sleep/);
+      expect(err).toBeInstanceOf(WorkflowFailedError);
+      expect(String((err as WorkflowFailedError).cause?.message)).toMatch(
+        /StepKeyConflict: step key .* holds different work \(task pantheon_tasks\.testkit:sleep/,
+      );
+      expect(await activityFailures(handle)).toEqual([{ type: 'StepKeyConflict', nonRetryable: true }]);
       // The holder's task is untouched: still the only task under the key.
       expect((await listRayTasksNamed(env.config.ray.dashboardUrl, key)).length).toBe(1);
     } finally {
