@@ -227,7 +227,12 @@ describe('with an in-process worker', () => {
     // The launcher of the stack and of this test share an environment (the test setup starts the
     // stack, or the shell that ran stack:up did): none of its variables may reach the job, except
     // those the stack passes by name and Ray's own.
-    const passed = new Set([...INHERITED_ENV_KEYS, ...Object.keys(rayProcessEnv(loadStackConfig()))]);
+    const passed = new Set([
+      ...INHERITED_ENV_KEYS,
+      ...Object.keys(rayProcessEnv(loadStackConfig())),
+      // Set afresh by the shell that runs the entrypoint, and by Ray for every job driver.
+      ...['SHLVL', 'PWD', 'OLDPWD', '_', 'PYTHONUNBUFFERED'],
+    ]);
     const launcherOnly = Object.keys(process.env).filter((k) => !passed.has(k) && !k.startsWith('RAY_'));
     expect(launcherOnly).toContain('PANTHEON_LAUNCHER_ONLY_PROBE');
     expect(launcherOnly.filter((k) => names.has(k))).toEqual([]);
