@@ -17,7 +17,7 @@ import { z } from 'zod';
 import { memoryScopeSchema, type MemoryScope } from './schemas/memory';
 import { AGENT_NAME_PATTERN, retrySchema } from './schemas/pipeline-spec';
 import { stepResourcesSchema, type Resources } from './schemas/resources';
-import { TASK_REF_PATTERN } from './schemas/task-ref';
+import { TASK_REF_FORM, TASK_REF_PATTERN } from './schemas/task-ref';
 import { describeZodError } from './issues';
 
 export { AGENT_NAME_PATTERN };
@@ -32,7 +32,7 @@ export const agentDefinitionSchema = z
     /** One sentence: what the agent does. Shown by the CLI and in the docs. */
     description: z.string().min(1),
     /** The Ray task it runs: `package.module:function`. */
-    task: z.string().regex(TASK_REF_PATTERN, 'a task reference: package.module:function'),
+    task: z.string().regex(TASK_REF_PATTERN, `a task reference: ${TASK_REF_FORM}`),
     /** What a step of this agent asks Ray for when neither the step nor the agent's history says otherwise. */
     resources: stepResourcesSchema.default({}),
     /** The memory scopes the agent may read and write; none when it keeps no memory. */

@@ -12,11 +12,17 @@ import { chooseNodeGroup } from './placement';
 import type { NodeGroup } from './schemas/node-groups';
 import { SPEC_LIMITS, type StepSpec } from './schemas/pipeline-spec';
 import type { Resources } from './schemas/resources';
+import { refuseJob, type JobPolicy } from './schemas/job-policy';
 import { refuseTaskRef } from './schemas/task-ref';
 
 export interface PlanContext {
   nodeGroups: NodeGroup[];
   allowedTaskPackages: string[];
+  /**
+   * The operator's job policy; null: job mode is off. Absent only in contexts recorded before job
+   * mode became opt-in: those replay as they ran (the job activity checks the policy again).
+   */
+  jobPolicy?: JobPolicy | null;
 }
 
 /** What planning needs to know of the agents a spec may name. */
@@ -42,6 +48,10 @@ export function planStep(
         ? `task '${AGENT_HOST_TASK}' is internal: name an agent instead`
         : refuseTaskRef(step.task, context.allowedTaskPackages);
     if (refused) issues.push({ path: `${at}.task`, message: refused });
+  }
+  if (step.job !== undefined && context.jobPolicy !== undefined) {
+    const refused = refuseJob(step.job, context.jobPolicy, `${at}.job`);
+    if (refused) issues.push(refused);
   }
   if (step.agent !== undefined) {
     const agent = agents?.get(step.agent);

@@ -9,6 +9,8 @@ import { z } from 'zod';
 import { nodeGroupsConfigSchema, type NodeGroupsConfig } from '../core/schemas/node-groups';
 import { describeZodError } from '../core/issues';
 import type { RAY_AUTH_ENV_KEYS } from './ray-auth';
+import { defaultAllowedTaskModules } from '../core/schemas/task-ref';
+import { explicitEnv } from './processes';
 
 export const REPO_ROOT = path.resolve(__dirname, '..');
 
@@ -95,19 +97,36 @@ export function localRayClientEnv(
   };
 }
 
-/** The environment every Ray process of the local stack gets. */
-export function rayProcessEnv(config: StackConfig): NodeJS.ProcessEnv {
-  return {
-    ...process.env,
-    ...localRayClientEnv(config),
-    PYTHONPATH: config.rayTasksDir,
-    RAY_USAGE_STATS_ENABLED: '0',
-    // Temporal owns step retries; Ray must not retry OOM-killed tasks underneath it.
-    RAY_task_oom_retries: '0',
-    // A raylet waits this long for its node's dashboard agent to write its ports (default 60 s), then
-    // aborts; on a loaded shared host the agent's imports alone have taken longer than that.
-    RAY_agent_register_timeout_ms: '300000',
-    // Agent tasks read memory (ray-tasks/pantheon_runtime/memory.py) where the worker writes it.
-    QDRANT_URL: memoryQdrantUrl(config),
-  };
+/**
+ * The environment every Ray process of the local stack gets (head, nodes, the dispatcher host), and
+ * through them every Ray worker process and job: an explicit one, never the launcher's whole
+ * environment (stack/processes.ts). Only the project's own settings for the Ray side are taken
+ * from the launcher, by name.
+ */
+export function rayProcessEnv(config: StackConfig, from: NodeJS.ProcessEnv = process.env): NodeJS.ProcessEnv {
+  return explicitEnv(
+    {
+      ...localRayClientEnv(config),
+      PYTHONPATH: config.rayTasksDir,
+      RAY_USAGE_STATS_ENABLED: '0',
+      // Temporal owns step retries; Ray must not retry OOM-killed tasks underneath it.
+      RAY_task_oom_retries: '0',
+      // A raylet waits this long for its node's dashboard agent to write its ports (default 60 s), then
+      // aborts; on a loaded shared host the agent's imports alone have taken longer than that.
+      RAY_agent_register_timeout_ms: '300000',
+      // The Ray side's own task allowlist (ray-tasks/pantheon_runtime/task_refs.py): on the local
+      // stack the test kit too, unless the launcher names another list.
+      PANTHEON_ALLOWED_TASK_PACKAGES:
+        from.PANTHEON_ALLOWED_TASK_PACKAGES || defaultAllowedTaskModules(true).join(','),
+      // The dispatcher's output budget and where it spills beyond it (ray-tasks/pantheon_runtime/step_store.py).
+      PANTHEON_DISPATCHER_OUTPUT_BUDGET_MB: from.PANTHEON_DISPATCHER_OUTPUT_BUDGET_MB,
+      PANTHEON_DISPATCHER_SPILL_DIR: path.join(config.ray.tempDir, 'dispatcher-spill'),
+      // Agent tasks read memory (ray-tasks/pantheon_runtime/memory.py) where the worker writes it.
+      QDRANT_URL: memoryQdrantUrl(config),
+      QDRANT_API_KEY: from.QDRANT_API_KEY,
+      PANTHEON_MEMORY_COLLECTION_PREFIX: from.PANTHEON_MEMORY_COLLECTION_PREFIX,
+      PANTHEON_MEMORY_TTL_SECONDS: from.PANTHEON_MEMORY_TTL_SECONDS,
+    },
+    from,
+  );
 }

@@ -8,6 +8,37 @@ import * as fs from 'node:fs';
 import * as net from 'node:net';
 import * as path from 'node:path';
 
+/**
+ * What a process the project starts inherits from the launcher's environment: what a shell, Node
+ * and Python need to run, nothing else. Every other variable a process gets is named where it is
+ * started, so a secret in the launcher's environment never reaches a Ray node, a Ray job (a step
+ * running `env` would put it in its log tail, and so in Temporal's history) or a helper process.
+ */
+export const INHERITED_ENV_KEYS = [
+  'PATH',
+  'HOME',
+  'USER',
+  'LOGNAME',
+  'SHELL',
+  'LANG',
+  'LANGUAGE',
+  'LC_ALL',
+  'LC_CTYPE',
+  'TZ',
+  'TMPDIR',
+] as const;
+
+/** An explicit environment: the inherited basics from `from`, plus `vars` (undefined values left out). */
+export function explicitEnv(
+  vars: Record<string, string | undefined>,
+  from: NodeJS.ProcessEnv = process.env,
+): NodeJS.ProcessEnv {
+  const env: NodeJS.ProcessEnv = {};
+  for (const key of INHERITED_ENV_KEYS) if (from[key] !== undefined) env[key] = from[key];
+  for (const [key, value] of Object.entries(vars)) if (value !== undefined) env[key] = value;
+  return env;
+}
+
 export interface DetachedProcess {
   pid: number;
   logFile: string;
@@ -22,7 +53,7 @@ export function spawnDetached(
   const out = fs.openSync(opts.logFile, 'a');
   const child = spawn(command, args, {
     cwd: opts.cwd,
-    env: opts.env ?? process.env,
+    env: opts.env ?? explicitEnv({}),
     detached: true,
     stdio: ['ignore', out, out],
   });

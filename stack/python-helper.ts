@@ -6,11 +6,27 @@
  * PythonHelperLostError; for the Ray bridge, the activity that made them is
  * retried by Temporal and re-attaches to its Ray task by key.
  *
+ * No line is dropped: an answer that is not JSON fails the call it belongs to
+ * (PythonHelperCallError `UnparseableAnswer`, the call found by the id the line
+ * starts with); a line that is not JSON and names no call means the stream can
+ * no longer be trusted, so the process is stopped and every call in flight
+ * fails (PythonHelperLostError, naming the line) rather than waiting forever.
+ * The process gets an explicit environment (stack/processes.ts), not the
+ * worker's.
+ *
  * What is said to the Ray bridge is typed in activities/ray/dispatcher-client.ts.
  */
 import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
 import * as readline from 'node:readline';
 import type { Logger } from 'pino';
+import { explicitEnv } from './processes';
+import { RAY_AUTH_ENV_KEYS } from './ray-auth';
+
+/**
+ * What a Ray client needs of the worker's environment, by name: the token settings (stack/ray-auth.ts)
+ * and the setting that keeps `ray.init` on a loopback address (stack/config.ts localRayClientEnv).
+ */
+const RAY_CLIENT_ENV_KEYS = [...RAY_AUTH_ENV_KEYS, 'RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER'] as const;
 
 export class PythonHelperLostError extends Error {
   override name = 'PythonHelperLostError';
@@ -103,6 +119,30 @@ export class PythonHelper {
     clearTimeout(timer);
   }
 
+  /** Why a helper was stopped for a line that was not JSON and named no call. */
+  private readonly garbled = new WeakMap<ChildProcessWithoutNullStreams, string>();
+
+  private unparseable(child: ChildProcessWithoutNullStreams, line: string, title: string): void {
+    const shown = line.length > 300 ? `${line.slice(0, 300)}...` : line;
+    // The bridge writes `{"id":N,...` first: a garbled answer still says whose it is.
+    const id = /^\s*\{\s*"id"\s*:\s*(\d+)\s*,/.exec(line)?.[1];
+    const pending = id === undefined ? undefined : this.pending.get(Number(id));
+    if (pending) {
+      this.pending.delete(Number(id));
+      this.options.logger.error({ line: shown }, `answer from ${title} is not JSON`);
+      pending.reject(
+        new PythonHelperCallError(
+          'UnparseableAnswer',
+          `${title} answered with a line that is not JSON: ${shown}`,
+        ),
+      );
+      return;
+    }
+    this.options.logger.error({ line: shown }, `${title} wrote a line that is not JSON; stopping it`);
+    this.garbled.set(child, `${title} wrote a line that is not JSON and was stopped: ${shown}`);
+    child.kill('SIGKILL');
+  }
+
   private ensureRunning(): Promise<ChildProcessWithoutNullStreams> {
     if (this.closed) return Promise.reject(new PythonHelperLostError(`${this.title} is closed`));
     if (this.child && this.child.exitCode === null && !this.starting) return Promise.resolve(this.child);
@@ -117,7 +157,12 @@ export class PythonHelper {
     const title = this.title;
     const child = spawn(python, ['-u', '-m', this.options.module ?? 'pantheon_runtime.bridge'], {
       cwd: rayTasksDir,
-      env: { ...process.env, ...this.options.env, PYTHONPATH: rayTasksDir, RAY_ADDRESS: rayAddress },
+      env: explicitEnv({
+        ...Object.fromEntries(RAY_CLIENT_ENV_KEYS.map((key) => [key, process.env[key]])),
+        ...this.options.env,
+        PYTHONPATH: rayTasksDir,
+        RAY_ADDRESS: rayAddress,
+      }),
       stdio: ['pipe', 'pipe', 'pipe'],
     });
     const stderr = readline.createInterface({ input: child.stderr });
@@ -139,7 +184,7 @@ export class PythonHelper {
         try {
           message = JSON.parse(line);
         } catch {
-          logger.warn({ line }, `unparseable line from ${title}`);
+          this.unparseable(child, line, title);
           return;
         }
         if (message.event === 'ready') {
@@ -160,7 +205,8 @@ export class PythonHelper {
       child.once('exit', (code, signal) => {
         clearTimeout(timer);
         if (this.child === child) this.child = undefined;
-        const lost = new PythonHelperLostError(`${title} exited (code ${code}, signal ${signal})`);
+        const why = this.garbled.get(child);
+        const lost = new PythonHelperLostError(why ?? `${title} exited (code ${code}, signal ${signal})`);
         for (const [id, pending] of this.pending) {
           this.pending.delete(id);
           pending.reject(lost);

@@ -9,7 +9,8 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { z } from 'zod';
-import { DEFAULT_ALLOWED_TASK_PACKAGES } from '../core/schemas/task-ref';
+import { jobPolicySchema, DEFAULT_JOB_RUNTIME_ENV_KEYS, type JobPolicy } from '../core/schemas/job-policy';
+import { defaultAllowedTaskModules, MODULE_NAME_PATTERN } from '../core/schemas/task-ref';
 import { describeZodError } from '../core/issues';
 import { isLoopbackHost, rayAddressHost, rayAuthToken } from '../stack/ray-auth';
 
@@ -40,17 +41,36 @@ const workerEnvSchema = z.object({
   PANTHEON_NODE_GROUPS: z.string().default(path.join(REPO_ROOT, 'config', 'node-groups.json')),
   PANTHEON_PYTHON: z.string().default(path.join(REPO_ROOT, '.venv', 'bin', 'python')),
   PANTHEON_RAY_TASKS_DIR: z.string().default(path.join(REPO_ROOT, 'ray-tasks')),
-  /** Comma-separated Python packages whose functions steps may name. */
+  /**
+   * Comma-separated Python packages or modules whose public functions steps may name; unset: the
+   * example agents, plus the test kit when Ray is on loopback (core/schemas/task-ref.ts).
+   */
   PANTHEON_ALLOWED_TASK_PACKAGES: z
     .string()
-    .default(DEFAULT_ALLOWED_TASK_PACKAGES.join(','))
+    .optional()
     .transform((s) =>
-      s
-        .split(',')
-        .map((p) => p.trim())
-        .filter(Boolean),
+      s === undefined
+        ? undefined
+        : s
+            .split(',')
+            .map((p) => p.trim())
+            .filter(Boolean),
     )
-    .pipe(z.array(z.string().regex(/^[A-Za-z_][\w.]*$/, 'Python package names')).min(1)),
+    .pipe(
+      z
+        .array(z.string().regex(MODULE_NAME_PATTERN, 'public Python package or module names'))
+        .min(1)
+        .optional(),
+    ),
+  /**
+   * Job mode is off unless this lists the entrypoints steps may run: a JSON array of regular
+   * expressions, each matched against the whole entrypoint (core/schemas/job-policy.ts).
+   */
+  PANTHEON_JOB_ENTRYPOINTS: z.string().min(1).optional(),
+  /** The runtime_env fields a job step may set (comma-separated). */
+  PANTHEON_JOB_RUNTIME_ENV_KEYS: z.string().default(DEFAULT_JOB_RUNTIME_ENV_KEYS.join(',')),
+  /** How often the worker releases the dispatcher's entries of closed workflows (activities/ray/dispatcher-retention.ts). */
+  PANTHEON_DISPATCHER_SWEEP_MS: z.coerce.number().int().min(1_000).default(300_000),
   /** Largest step output returned inline, in bytes; well under Temporal's 2 MB payload limit. */
   PANTHEON_MAX_RESULT_BYTES: z.coerce
     .number()
@@ -160,7 +180,10 @@ export function loadWorkerConfig(env: NodeJS.ProcessEnv = process.env) {
     nodeGroupsFile: e.PANTHEON_NODE_GROUPS,
     python: e.PANTHEON_PYTHON,
     rayTasksDir: e.PANTHEON_RAY_TASKS_DIR,
-    allowedTaskPackages: e.PANTHEON_ALLOWED_TASK_PACKAGES,
+    allowedTaskPackages:
+      e.PANTHEON_ALLOWED_TASK_PACKAGES ?? defaultAllowedTaskModules(isLoopbackAddress(e.RAY_ADDRESS)),
+    jobPolicy: parseJobPolicy(e.PANTHEON_JOB_ENTRYPOINTS, e.PANTHEON_JOB_RUNTIME_ENV_KEYS),
+    dispatcherSweepMs: e.PANTHEON_DISPATCHER_SWEEP_MS,
     maxResultBytes: e.PANTHEON_MAX_RESULT_BYTES,
     statusPollMs: e.PANTHEON_STATUS_POLL_MS,
     startSignalDelayMs: e.PANTHEON_START_SIGNAL_DELAY_MS,
@@ -179,4 +202,38 @@ export function loadWorkerConfig(env: NodeJS.ProcessEnv = process.env) {
       : null,
     logLevel: e.LOG_LEVEL,
   };
+}
+
+/** Whether `host:port` names this machine's loopback: the local stack, not a real cluster. */
+export function isLoopbackAddress(address: string): boolean {
+  const host = address
+    .replace(/^[a-z]+:\/\//, '')
+    .replace(/:\d+$/, '')
+    .replace(/^\[|\]$/g, '');
+  return host === 'localhost' || host === '::1' || /^127\.\d+\.\d+\.\d+$/.test(host);
+}
+
+/** The operator's job policy from the environment; null (job mode off) when no entrypoint is listed. */
+function parseJobPolicy(entrypoints: string | undefined, runtimeEnvKeys: string): JobPolicy | null {
+  if (entrypoints === undefined) return null;
+  let patterns: unknown;
+  try {
+    patterns = JSON.parse(entrypoints);
+  } catch {
+    throw new ConfigError(
+      'invalid environment variable PANTHEON_JOB_ENTRYPOINTS: not a JSON array of regular expressions',
+    );
+  }
+  const parsed = jobPolicySchema.safeParse({
+    entrypoints: patterns,
+    runtimeEnvKeys: runtimeEnvKeys
+      .split(',')
+      .map((k) => k.trim())
+      .filter(Boolean),
+  });
+  if (!parsed.success)
+    throw new ConfigError(
+      `invalid job policy (PANTHEON_JOB_ENTRYPOINTS, PANTHEON_JOB_RUNTIME_ENV_KEYS): ${describeZodError(parsed.error)}`,
+    );
+  return parsed.data;
 }

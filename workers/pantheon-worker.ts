@@ -14,6 +14,7 @@ import {
 } from '../activities';
 import { PythonHelper } from '../stack/python-helper';
 import { DispatcherClient } from '../activities/ray/dispatcher-client';
+import { startDispatcherRetention } from '../activities/ray/dispatcher-retention';
 import { createRayJobActivities } from '../activities/ray/job-step';
 import { workflowClosedCheck } from '../activities/ray/workflow-liveness';
 import { listRayNodes } from '../stack/ray-cluster-state';
@@ -32,6 +33,8 @@ import { stepStartNotifier } from './step-start-notifier';
 
 export interface PantheonWorker {
   bridge: PythonHelper;
+  /** The dispatcher, through the bridge. */
+  dispatcher: DispatcherClient;
   capacity: Map<string, RayCapacitySlotSupplier>;
   /** The node providers the autoscaler's activities use. */
   nodeProviders: NodeProviders;
@@ -110,6 +113,7 @@ export async function createPantheonWorker(
       ...createControlActivities({
         nodeGroups: groups,
         allowedTaskPackages: config.allowedTaskPackages,
+        jobPolicy: config.jobPolicy,
       }),
       ...createPipelineControlActivities(client, logger.child({ component: 'pipeline-control' })),
       ...createMemoryActivities(memoryStore),
@@ -125,8 +129,9 @@ export async function createPantheonWorker(
     },
   });
 
+  const dispatcher = new DispatcherClient(bridge);
   const rayActivities = createRayTaskActivities(
-    new DispatcherClient(bridge),
+    dispatcher,
     {
       allowedTaskPackages: config.allowedTaskPackages,
       maxResultBytes: config.maxResultBytes,
@@ -147,6 +152,7 @@ export async function createPantheonWorker(
       logTailBytes: config.jobLogTailBytes,
       stopWaitMs: config.cancelGraceMs + 10_000,
       workflowClosed: workflowClosedCheck(client),
+      policy: config.jobPolicy,
     },
     logger.child({ component: 'ray-job' }),
   );
@@ -192,14 +198,23 @@ export async function createPantheonWorker(
   const workers = [pipelineWorker, ...groupWorkers];
   return {
     bridge,
+    dispatcher,
     capacity,
     nodeProviders,
     async run() {
       let metricsServer: MetricsServer | null = null;
+      let stopRetention: (() => void) | undefined;
       try {
         if (config.metrics) metricsServer = await startMetricsServer(metricsRegistry, config.metrics);
+        stopRetention = startDispatcherRetention(
+          dispatcher,
+          workflowClosedCheck(client),
+          config.dispatcherSweepMs,
+          logger.child({ component: 'dispatcher-retention' }),
+        );
         await Promise.all(workers.map((w) => w.run()));
       } finally {
+        stopRetention?.();
         clearInterval(capacityTimer);
         await metricsServer?.close();
         await nodeProviders.close();

@@ -4,13 +4,18 @@
  * dispatcher actor's (ray-tasks/pantheon_runtime/dispatcher.py). Every answer
  * is checked with zod; an answer of the wrong shape names the field.
  *
- *   submit  attach to the key's task, or start its next generation
- *   wait    the outcome of one generation (pushed when it ends)
- *   status  the key's current state, for heartbeats (null: unknown key)
- *   cancel  stop the key's task: interrupt, then force after the grace
+ *   submit         attach to the key's task, or start its next generation; or a refusal
+ *                  (a task outside the dispatcher's allowlist, other work under the key)
+ *   wait           the outcome of one generation (pushed when it ends)
+ *   status         the key's current state, for heartbeats (null: unknown key)
+ *   cancel         stop the key's task: interrupt, then force after the grace
+ *   finishedRuns   the workflow runs the dispatcher keeps finished entries of
+ *   release        forget a closed run's finished entries (dispatcher-retention.ts)
+ *   ping           the dispatcher's allowlist and memory use
  */
 import { z } from 'zod';
 import { describeZodError } from '../../core/issues';
+import type { Resources } from '../../core/schemas/resources';
 import { PythonHelperCallError, PythonHelperLostError, type PythonHelper } from '../../stack/python-helper';
 import { FAILURE_KINDS } from './attempt-policy';
 import type { RayTaskOptions } from './ray-options';
@@ -39,10 +44,40 @@ const stepStateSchema = z.object({
 });
 export type RayStepState = z.infer<typeof stepStateSchema>;
 
+/** Refused before anything ran: `TaskRefRefused` (field `task` or `kwargs.task`), `StepKeyConflict` (field `key`). */
+const refusalSchema = z.object({
+  refused: z.object({ type: z.string(), field: z.string(), message: z.string() }),
+});
+
 const submitAnswerSchema = z.union([
+  refusalSchema,
   z.object({ conflict: z.literal(true), generation: z.number().int() }).passthrough(),
   stepStateSchema,
 ]);
+
+const finishedRunsSchema = z.array(
+  z.object({ workflowId: z.string(), runId: z.string(), keys: z.number().int() }),
+);
+
+const pingSchema = z
+  .object({
+    rayVersion: z.string(),
+    dispatcher: z
+      .object({
+        entries: z.number().int(),
+        allowlist: z.array(z.string()),
+        outputs: z
+          .object({
+            budgetBytes: z.number(),
+            inMemoryBytes: z.number(),
+            spilled: z.number().int(),
+            spilledBytes: z.number(),
+          })
+          .passthrough(),
+      })
+      .passthrough(),
+  })
+  .passthrough();
 
 const failureSchema = z.object({
   kind: z.enum(FAILURE_KINDS),
@@ -73,19 +108,34 @@ const outcomeSchema = z.discriminatedUnion('ok', [
 
 export type HistoryItem = z.infer<typeof historyItemSchema>;
 export type SubmitAnswer = z.infer<typeof submitAnswerSchema>;
+export type FinishedRun = z.infer<typeof finishedRunsSchema>[number];
+export type Refusal = z.infer<typeof refusalSchema>['refused'];
+
+/** The refusal a submit answered, if it was one. */
+export function refusalOf(answer: SubmitAnswer): Refusal | undefined {
+  const parsed = refusalSchema.safeParse(answer);
+  return parsed.success ? parsed.data.refused : undefined;
+}
+export type DispatcherInfo = z.infer<typeof pingSchema>['dispatcher'];
 export type StepOutcome = z.infer<typeof outcomeSchema>;
 
 /** What a submission carries: the key's owner, the task and how Ray should run it. */
 export interface SubmitRequest {
   key: string;
+  /** The key's workflow: its finished entries are kept while this workflow's run is open. */
+  workflowId: string;
   /** The workflow run and attempt asking: the dispatcher's attach rules depend on them. */
   run: string;
   attempt: number;
   task: string;
   args: unknown[];
   kwargs: Record<string, unknown>;
+  /** The resources the step declared: with task and arguments, the fingerprint of the work. */
+  resources: Resources;
+  /** What this attempt asks of Ray (planned from the key's history: may differ between attempts). */
   options: RayTaskOptions;
-  limits: { allowed_packages: string[]; max_result_bytes: number; memory_guard: string };
+  /** The dispatcher resolves the task against its own allowlist, never one sent here. */
+  limits: { max_result_bytes: number; memory_guard: string };
   /** The generation this plan was made from: the dispatcher refuses it if the key moved on since. */
   plan: { basedOn: number | null };
 }
@@ -163,5 +213,29 @@ export class DispatcherClient {
 
   async cancel(request: CancelRequest): Promise<void> {
     await this.bridge.call('cancel', request);
+  }
+
+  /** The workflow runs holding entries that finished at least `minAgeS` seconds ago. */
+  async finishedRuns(minAgeS: number): Promise<FinishedRun[]> {
+    return parseAnswer(
+      finishedRunsSchema,
+      await this.bridge.call<unknown>('finished_runs', { minAgeS }),
+      'finished_runs',
+    );
+  }
+
+  /** Forgets the finished entries of a closed workflow run; returns how many. */
+  async release(workflowId: string, runId: string): Promise<number> {
+    const answer = parseAnswer(
+      z.object({ released: z.number().int() }),
+      await this.bridge.call<unknown>('release', { workflowId, runId }),
+      'release',
+    );
+    return answer.released;
+  }
+
+  /** The dispatcher's own configuration (its allowlist) and memory use. */
+  async info(): Promise<DispatcherInfo> {
+    return parseAnswer(pingSchema, await this.bridge.call<unknown>('ping'), 'ping').dispatcher;
   }
 }

@@ -13,11 +13,17 @@
  * (`<id>-r2`, `<id>-r3`, ...), because Ray never accepts an id twice.
  *
  * The entrypoint is sent as data, as the step spec gave it: the project never
- * builds a shell string out of it.
+ * builds a shell string out of it. Job mode is opt-in: a job runs only if the
+ * operator's policy lists its entrypoint and allows its runtime_env fields
+ * (core/schemas/job-policy.ts); otherwise it fails at once, non-retryably
+ * (`JobRefused`). The job's processes get the environment of the Ray node
+ * (which the stack sets explicitly, stack/config.ts) plus the step's
+ * `runtimeEnv.env_vars`, never the worker's own environment.
  */
 import * as crypto from 'node:crypto';
 import { ApplicationFailure, Context } from '@temporalio/activity';
 import type { Logger } from 'pino';
+import { refuseJob, type JobPolicy } from '../../core/schemas/job-policy';
 import type { Resources } from '../../core/schemas/resources';
 import { AttemptSupervisor } from './attempt-supervisor';
 import { JobApiError, RayJobsClient, TERMINAL, type RayJobInfo } from './ray-jobs-client';
@@ -60,6 +66,8 @@ export interface RayJobStepConfig {
   stopWaitMs: number;
   /** Asked when a heartbeat comes back "not found": only a closed workflow's step stops its job. */
   workflowClosed?: WorkflowClosedCheck;
+  /** The operator's job policy (core/schemas/job-policy.ts); null: job mode is off and every job is refused. */
+  policy: JobPolicy | null;
 }
 
 const META_KEY = 'pantheon_key';
@@ -144,6 +152,9 @@ export function createRayJobActivities(config: RayJobStepConfig, logger: Logger)
   async function runRayJob(input: RayJobStepInput): Promise<RayJobOutput> {
     const ctx = Context.current();
     const { attempt } = ctx.info;
+    // Planning refuses such a step already; this is the fence for anyone scheduling the activity directly.
+    const refused = refuseJob(input.job, config.policy, 'job');
+    if (refused) throw ApplicationFailure.nonRetryable(`${refused.path}: ${refused.message}`, 'JobRefused');
     const log0 = logger.child({ stepId: input.stepId, attempt });
     const supervisor = new AttemptSupervisor(ctx, config, log0);
     const log = log0.child({ workflowId: supervisor.workflowId });

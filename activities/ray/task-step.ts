@@ -12,6 +12,12 @@
  * RAY_task_oom_retries=0). Each attempt plans its Ray options from the key's
  * history in the dispatcher (attempt-policy.ts): away from nodes that died
  * under it, with more memory after an OOM, up to a cap.
+ *
+ * The dispatcher refuses before anything runs (non-retryable failures naming
+ * the field): a task outside its own allowlist (`TaskRefRefused`), or other
+ * work (task, arguments, declared resources) than what the key holds
+ * (`StepKeyConflict`). An answer the bridge could not send as JSON fails the
+ * attempt at once, non-retryably, rather than waiting for the step's timeout.
  */
 import { ApplicationFailure, Context } from '@temporalio/activity';
 import type { Logger } from 'pino';
@@ -21,7 +27,14 @@ import { refuseTaskRef } from '../../core/schemas/task-ref';
 import { nodeGroupTaskQueue } from '../../core/task-queues';
 import { planAttempt, type AttemptPolicyConfig, type PriorTry } from './attempt-policy';
 import { AttemptSupervisor } from './attempt-supervisor';
-import { DispatcherClient, isRayUnavailable, type HistoryItem, type RayStepState } from './dispatcher-client';
+import {
+  DispatcherClient,
+  isRayUnavailable,
+  refusalOf,
+  type HistoryItem,
+  type RayStepState,
+} from './dispatcher-client';
+import { PythonHelperCallError } from '../../stack/python-helper';
 import { toRayOptions } from './ray-options';
 import type { WorkflowClosedCheck } from './workflow-liveness';
 
@@ -103,6 +116,17 @@ export interface RayTaskStepConfig {
   workflowClosed?: WorkflowClosedCheck;
 }
 
+/** Bridge errors meaning the answer itself could not travel as JSON: a retry would get the same answer. */
+const UNSENDABLE_ANSWERS = new Set(['UnserialisableAnswer', 'UnparseableAnswer']);
+
+function unsendableIsFinal<T>(answer: Promise<T>): Promise<T> {
+  return answer.catch((err: unknown) => {
+    if (err instanceof PythonHelperCallError && UNSENDABLE_ANSWERS.has(err.type))
+      throw ApplicationFailure.nonRetryable(err.message, err.type);
+    throw err;
+  });
+}
+
 export function stepKey(workflowId: string, stepId: string): string {
   return `${workflowId}/${stepId}`;
 }
@@ -147,16 +171,13 @@ export function createRayTaskActivities(
   async function submitOrAttach(
     input: RayTaskStepInput,
     key: string,
+    workflowId: string,
     run: string,
     attempt: number,
     policy: AttemptPolicyConfig,
     log: Logger,
   ): Promise<RayStepState> {
-    const limits = {
-      allowed_packages: config.allowedTaskPackages,
-      max_result_bytes: config.maxResultBytes,
-      memory_guard: config.memoryGuard,
-    };
+    const limits = { max_result_bytes: config.maxResultBytes, memory_guard: config.memoryGuard };
     // A first attempt almost always finds no task under its key: it submits at once, planned from an empty
     // history, and reads the key only if the dispatcher answers that the key has moved on (one bridge round
     // trip less per step). Running or pending work is attached to by the submit itself either way.
@@ -178,15 +199,26 @@ export function createRayTaskActivities(
       const avoidNodes = [...new Set([...(plan.ok ? plan.avoidNodes : []), ...(input.avoidNodes ?? [])])];
       const answer = await dispatcher.submit({
         key,
+        workflowId,
         run,
         attempt,
         task: input.task,
         args: input.args,
         kwargs: input.kwargs,
+        resources: input.resources ?? {},
         options: toRayOptions(resources, avoidNodes),
         limits,
         plan: { basedOn: prior?.generation ?? null },
       });
+      if ('refused' in answer) {
+        const refusal = refusalOf(answer);
+        throw ApplicationFailure.create({
+          type: refusal?.type ?? 'DispatcherRefused',
+          message: refusal?.message ?? `the dispatcher refused step ${key}`,
+          nonRetryable: true,
+          details: [{ attempt, field: refusal?.field }],
+        });
+      }
       if ('conflict' in answer) {
         if (optimistic) {
           // Not a race with another attempt: this one had not read the key yet. Plan from its history now.
@@ -250,7 +282,7 @@ export function createRayTaskActivities(
     const log0 = logger.child({ stepId: input.stepId, attempt });
     const supervisor = new AttemptSupervisor(ctx, config, log0);
     const refused = refuseTaskRef(input.task, config.allowedTaskPackages);
-    if (refused) throw ApplicationFailure.nonRetryable(refused, 'TaskRefRefused');
+    if (refused) throw ApplicationFailure.nonRetryable(`task: ${refused}`, 'TaskRefRefused');
 
     const key = stepKey(supervisor.workflowId, input.stepId);
     const log = log0.child({ workflowId: supervisor.workflowId });
@@ -261,7 +293,7 @@ export function createRayTaskActivities(
 
     const submitted = await supervisor.keepAlive(
       () => ({ key, state: 'submitting' }),
-      () => submitOrAttach(input, key, supervisor.runId, attempt, policy, log),
+      () => submitOrAttach(input, key, supervisor.workflowId, supervisor.runId, attempt, policy, log),
     );
     const generation = submitted.generation;
 
@@ -272,7 +304,7 @@ export function createRayTaskActivities(
     }, config.statusPollMs);
     let outcome;
     try {
-      outcome = await supervisor.watch(dispatcher.wait(key, generation), {
+      outcome = await supervisor.watch(unsendableIsFinal(dispatcher.wait(key, generation)), {
         noun: 'Ray task',
         stop: () => cancelRayTask(key, supervisor.runId, attempt),
         timeoutType: 'RayTaskTimedOut',

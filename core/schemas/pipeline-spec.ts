@@ -1,7 +1,7 @@
 import { z } from 'zod';
 import { memoryIdentifierSchema } from './memory';
 import { stepResourcesSchema, type Resources } from './resources';
-import { TASK_REF_PATTERN } from './task-ref';
+import { TASK_REF_FORM, TASK_REF_PATTERN } from './task-ref';
 
 /**
  * What one pipeline may hold. Temporal's limits are design inputs (DESIGN.md
@@ -98,7 +98,7 @@ export const stepIdSchema = z
 export const stepSpecSchema = z
   .object({
     id: stepIdSchema,
-    task: z.string().regex(TASK_REF_PATTERN, 'a task reference: package.module:function').optional(),
+    task: z.string().regex(TASK_REF_PATTERN, `a task reference: ${TASK_REF_FORM}`).optional(),
     job: jobSchema.optional(),
     agent: z.string().regex(AGENT_NAME_PATTERN, 'an agent name').optional(),
     args: z.array(z.unknown()).default([]),

@@ -6,6 +6,11 @@ Requests are served concurrently. The first line written is
 `{"event": "ready", ...}` once the bridge is connected to Ray and the
 dispatcher exists. Anything else that writes to stdout (Ray's own logging) is
 sent to stderr, so the protocol stream stays clean.
+
+Every line written is strict JSON (strict_json.py): an answer that cannot be
+written as such (NaN, a cycle, an object JSON cannot carry) becomes an error
+answer for the same request id, so the caller's call fails at once, naming the
+problem, instead of waiting for a line its parser would have to drop.
 """
 
 from __future__ import annotations
@@ -18,7 +23,7 @@ from typing import Any, Awaitable, Callable
 
 import ray
 
-from . import cluster_ops
+from . import cluster_ops, strict_json
 from .dispatcher import DEFAULT_CANCEL_GRACE_S
 from .dispatcher_host import create_dispatcher
 from .runner import NAMESPACE
@@ -47,8 +52,23 @@ class Bridge:
         return {"rayVersion": ray.__version__, "dispatcher": info}
 
     async def submit(self, p: dict) -> dict:
-        call = {"task": p["task"], "args": p.get("args", []), "kwargs": p.get("kwargs", {}), "options": p.get("options", {}), "limits": p["limits"]}
+        call = {
+            "task": p["task"],
+            "args": p.get("args", []),
+            "kwargs": p.get("kwargs", {}),
+            "options": p.get("options", {}),
+            "limits": p["limits"],
+            # The step's declared resources (part of its fingerprint) and its workflow (for retention).
+            "resources": p.get("resources"),
+            "workflow": p.get("workflowId"),
+        }
         return await self.call_dispatcher("submit", p["key"], p["run"], p["attempt"], call, p.get("plan"))
+
+    async def finished_runs(self, p: dict) -> list:
+        return await self.call_dispatcher("finished_runs", float(p.get("minAgeS", 60)))
+
+    async def release(self, p: dict) -> dict:
+        return await self.call_dispatcher("release", p["workflowId"], p["runId"])
 
     async def wait(self, p: dict) -> dict:
         return await self.call_dispatcher("wait", p["key"], p["generation"])
@@ -69,12 +89,22 @@ class Bridge:
         )
 
     def write(self, message: dict) -> None:
-        self._out.write(json.dumps(message, separators=(",", ":")) + "\n")
+        try:
+            line = strict_json.encode(message, "answer")
+        except strict_json.NotStrictJson as err:
+            request_id = message.get("id")
+            line = strict_json.encode(
+                {
+                    "id": request_id if isinstance(request_id, int) else None,
+                    "error": {"type": "UnserialisableAnswer", "message": str(err)[:4000]},
+                }
+            )
+        self._out.write(line + "\n")
         self._out.flush()
 
     async def handle(self, line: str) -> None:
         try:
-            request = json.loads(line)
+            request = json.loads(line, parse_constant=_refuse_constant)
         except ValueError as err:
             self.write({"id": None, "error": {"type": "BadRequest", "message": str(err)}})
             return
@@ -93,7 +123,11 @@ class Bridge:
             self.write({"id": request_id, "error": {"type": type(err).__name__, "message": str(err)[:4000]}})
 
 
-DISPATCHER_METHODS = {"ping", "submit", "wait", "status", "cancel"}
+def _refuse_constant(name: str):
+    raise ValueError(f"{name} is not JSON")
+
+
+DISPATCHER_METHODS = {"ping", "submit", "wait", "status", "cancel", "finished_runs", "release"}
 
 
 async def serve() -> None:

@@ -20,6 +20,14 @@ options are planned from (activities/ray/attempt-policy.ts). A submit names
 the generation it planned from (`based_on`); if another attempt got there
 first, the submit answers `conflict` instead of starting a second task.
 
+Before anything is submitted, the task reference is checked against the
+dispatcher's own allowlist (its environment's PANTHEON_ALLOWED_TASK_PACKAGES,
+read when it starts; task_refs.py), down to the function's definition in the
+module's source, and the work is compared with what the key holds (its
+fingerprint; step_store.py). Either refusal is an answer (`refused`), never a
+task. Finished entries are kept while their workflow run is open and their
+outputs within a byte budget (step_store.py).
+
 Ray never retries underneath: tasks are submitted with max_retries=0 and the
 stack sets RAY_task_oom_retries=0, so every retry is Temporal's, and is seen,
 planned and recorded.
@@ -31,10 +39,12 @@ attempt resubmits: that edge is at-least-once.
 from __future__ import annotations
 
 import asyncio
+import json
+import os
+import tempfile
 import time
 import traceback
-from dataclasses import dataclass, field
-from typing import Any, Optional
+from typing import Optional
 
 import ray
 from ray import exceptions as rex
@@ -43,7 +53,8 @@ from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from .memory_guard import MemoryGuardUnavailable, StepMemoryExceeded, inspect_cgroup
 from .runner import StepOutputRejected, run_step
-from .task_refs import TaskRefRefused
+from .step_store import Entry, OutputStore, StepTable, decide, fingerprint, workflow_of
+from .task_refs import AGENT_HOST_TASK, TaskRefRefused, check_definition, configured_allowlist
 
 run_step_task = ray.remote(run_step)
 inspect_cgroup_task = ray.remote(inspect_cgroup)
@@ -59,33 +70,29 @@ NODE_LOST_ERRORS = tuple(
 DEFAULT_CANCEL_GRACE_S = 2.0
 # How long a force-killed task may take to be reported finished before a later attempt gives up.
 FORCED_STOP_WAIT_S = 30.0
-# Entries of a key's history kept for planning; older generations add nothing the policy uses.
-HISTORY_LIMIT = 50
+# The dispatcher's own configuration, read from its environment when it starts.
+OUTPUT_BUDGET_ENV = "PANTHEON_DISPATCHER_OUTPUT_BUDGET_MB"
+DEFAULT_OUTPUT_BUDGET_MB = 256
+SPILL_DIR_ENV = "PANTHEON_DISPATCHER_SPILL_DIR"
 
 
-@dataclass
-class Entry:
-    key: str
-    run: str
-    attempt: int
-    generation: int
-    ref: Any
-    submitted_at: float
-    state: str = "pending"  # pending | running | succeeded | failed | cancelled
-    node: Optional[str] = None
-    nodes: list = field(default_factory=list)
-    started_at: Optional[float] = None
-    finished_at: Optional[float] = None
-    outcome: Optional[dict] = None
-    memory: Optional[int] = None  # the memory request (bytes) this generation ran with
-    guard: Optional[dict] = None  # the runner's memory guard, reported at start
-    history: list = field(default_factory=list)  # finished generations of this key, oldest first
-    # The (run, attempt) that last submitted or attached: only it may cancel the task, so a stale
-    # attempt (its worker stalled past the heartbeat timeout) cannot cancel work a newer one took over.
-    claimed: tuple = ("", 0)
-    # When a cancel was asked for: the time after which the task is force-killed if still running.
-    force_stop_at: Optional[float] = None
-    done: asyncio.Event = field(default_factory=asyncio.Event)
+class DispatcherConfigError(Exception):
+    """The dispatcher's environment holds an invalid setting."""
+
+
+def output_budget_bytes(env=os.environ) -> int:
+    raw = env.get(OUTPUT_BUDGET_ENV) or str(DEFAULT_OUTPUT_BUDGET_MB)
+    try:
+        mb = int(raw)
+    except ValueError:
+        mb = -1
+    if mb < 0:
+        raise DispatcherConfigError(f"{OUTPUT_BUDGET_ENV}: {raw!r} is not a whole number of megabytes")
+    return mb * 1024 * 1024
+
+
+def refused(kind: str, field: str, message: str) -> dict:
+    return {"refused": {"type": kind, "field": field, "message": message}}
 
 
 def _first_line(err: BaseException) -> str:
@@ -128,27 +135,63 @@ def classify_failure(err: BaseException) -> dict:
 
 @ray.remote(num_cpus=0, max_restarts=-1, max_task_retries=0)
 class Dispatcher:
-    def __init__(self, finished_ttl_seconds: float = 6 * 3600) -> None:
-        self._entries: dict[str, Entry] = {}
-        self._ttl = finished_ttl_seconds
-        self._last_sweep = time.time()
+    def __init__(self) -> None:
+        # Read once, at start (and at each restart by Ray): changing the allowlist or the budget
+        # means restarting the dispatcher, which the documentation says.
+        self._allowlist = configured_allowlist()
+        spill_dir = os.environ.get(SPILL_DIR_ENV) or os.path.join(
+            tempfile.gettempdir(), f"pantheon-dispatcher-spill-{ray.get_runtime_context().get_actor_id()}"
+        )
+        self._table = StepTable(OutputStore(output_budget_bytes(), spill_dir))
 
     async def ping(self) -> dict:
-        return {"entries": len(self._entries)}
+        return {**self._table.stats(), "allowlist": list(self._allowlist)}
+
+    def _check(self, call: dict) -> Optional[dict]:
+        """Refuses a call whose task (or agent task) is not an allowed public function; None when allowed."""
+        try:
+            check_definition(call.get("task"), self._allowlist, "task")
+            if call.get("task") == AGENT_HOST_TASK:
+                inner = (call.get("kwargs") or {}).get("task")
+                if inner == AGENT_HOST_TASK:
+                    raise TaskRefRefused(inner, "is the agent host itself, which cannot be an agent's task", "kwargs.task")
+                check_definition(inner, self._allowlist, "kwargs.task")
+        except TaskRefRefused as err:
+            return refused("TaskRefRefused", err.field, str(err))
+        return None
 
     async def submit(self, key: str, run: str, attempt: int, call: dict, plan: Optional[dict] = None) -> dict:
         """Attaches to the key's task, or starts its next generation.
 
         `plan["basedOn"]` is the generation the caller planned its options from
         (None: it saw no task); if the key has moved on since, nothing is
-        started and the answer says `conflict`, so the caller plans again.
+        started and the answer says `conflict`, so the caller plans again. A
+        task reference outside the allowlist, or work other than what the key
+        holds, is answered `refused` (see the module's docstring).
         """
-        self._sweep()
-        entry = self._entries.get(key)
+        rejection = self._check(call)
+        if rejection is not None:
+            return rejection
+        try:
+            work = fingerprint(call["task"], call.get("args", []), call.get("kwargs", {}), call.get("resources"))
+        except (TypeError, ValueError) as err:
+            return refused("InvalidStepInput", "args", f"the step's arguments are not strict JSON: {err}")
+        entry = self._table.get(key)
         if entry is not None and entry.force_stop_at is not None and not entry.done.is_set():
             # Attaching would hand this attempt the "cancelled" outcome of the attempt that timed out.
             await self._stopped(entry)
-        if entry is not None and self._attaches(entry, run, attempt):
+        decision = decide(entry, run, attempt, work)
+        if decision == "conflict":
+            assert entry is not None
+            return refused(
+                "StepKeyConflict",
+                "key",
+                f"step key {key} holds different work (task {entry.task}, fingerprint {entry.fingerprint}, "
+                f"submitted by attempt {entry.attempt} of run {entry.run}); this attempt asks for task "
+                f"{call['task']} with fingerprint {work}: same task, arguments and resources are required to attach",
+            )
+        if decision == "attach":
+            assert entry is not None
             stale = run == entry.claimed[0] and attempt < entry.claimed[1]
             if not stale:
                 entry.claimed = (run, attempt)
@@ -161,6 +204,8 @@ class Dispatcher:
         nodes = list(entry.nodes) if entry else []
         history = list(entry.history) if entry else []
         limits = dict(call["limits"])
+        # The runner resolves the task against the dispatcher's allowlist, whatever the caller sent.
+        limits["allowed_packages"] = list(self._allowlist)
         if options.get("memory"):
             limits["memory_limit_bytes"] = int(options["memory"])
         # The task is named after its key so that Ray's own state API can find it.
@@ -168,55 +213,45 @@ class Dispatcher:
             key, generation, call["task"], call.get("args", []), call.get("kwargs", {}), limits
         )
         entry = Entry(
-            key=key, run=run, attempt=attempt, generation=generation, ref=ref, submitted_at=time.time(),
+            key=key, run=run, attempt=attempt, generation=generation, ref=ref, submitted_at=self._table.clock(),
+            workflow=call.get("workflow") or workflow_of(key), fingerprint=work, task=call["task"],
             nodes=nodes, memory=options.get("memory"), history=history, claimed=(run, attempt),
         )
-        self._entries[key] = entry
+        self._table.put(entry)
         asyncio.get_running_loop().create_task(self._watch(entry))
         return self._describe(entry, attached=False)
 
-    @staticmethod
-    def _attaches(entry: Entry, run: str, attempt: int) -> bool:
-        if entry.state in ("pending", "running"):
-            return True
-        if entry.run != run:
-            return False
-        if entry.state == "succeeded":
-            return True
-        return attempt <= entry.attempt
-
     async def _watch(self, entry: Entry) -> None:
+        output_json = None
         try:
             result = await entry.ref
             entry.node = result.get("node") or entry.node
             if entry.node and entry.node not in entry.nodes:
                 entry.nodes.append(entry.node)  # the start notice may arrive after the result
-            entry.outcome = {"ok": True, "output": result.get("output"), "node": entry.node}
+            output_json = result["outputJson"]
+            outcome = {"ok": True, "node": entry.node}
             entry.state = "succeeded"
         except BaseException as err:  # noqa: BLE001 — every failure becomes a record
             failure = classify_failure(err)
             if failure["kind"] == "worker_crashed":
                 failure = await self._memory_post_mortem(entry, failure)
-            entry.outcome = {"ok": False, "error": failure, "node": entry.node}
+            outcome = {"ok": False, "error": failure, "node": entry.node}
             entry.state = "cancelled" if failure["kind"] == "cancelled" else "failed"
-        entry.finished_at = time.time()
-        entry.history.append(
-            {
-                "generation": entry.generation,
-                "attempt": entry.attempt,
-                "outcome": "succeeded" if entry.outcome["ok"] else entry.outcome["error"]["kind"],
-                "node": entry.node,
-                "memoryBytes": entry.memory,
-                "reason": None if entry.outcome["ok"] else entry.outcome["error"]["message"][:300],
-            }
-        )
-        del entry.history[:-HISTORY_LIMIT]
-        entry.outcome.update(self._timing(entry))
-        entry.outcome["nodes"] = list(entry.nodes)
-        entry.outcome["generation"] = entry.generation
-        entry.outcome["memoryBytes"] = entry.memory
-        entry.outcome["history"] = list(entry.history)
+        self._table.finish(entry, outcome, output_json)
+        outcome.update(self._timing(entry))
+        outcome["nodes"] = list(entry.nodes)
+        outcome["generation"] = entry.generation
+        outcome["memoryBytes"] = entry.memory
+        outcome["history"] = list(entry.history)
         entry.done.set()
+
+    async def finished_runs(self, min_age_s: float = 60.0) -> list:
+        """The workflow runs holding finished entries; the worker releases those whose run is closed."""
+        return self._table.finished_runs(min_age_s)
+
+    async def release(self, workflow_id: str, run_id: str) -> dict:
+        """Forgets the finished entries of a workflow run that is closed (never active work)."""
+        return {"released": self._table.release(workflow_id, run_id)}
 
     async def _memory_post_mortem(self, entry: Entry, failure: dict) -> dict:
         """A worker that died under a cgroup memory guard: ask its node whether the kernel killed it for memory."""
@@ -245,7 +280,7 @@ class Dispatcher:
         return failure
 
     def started(self, key: str, generation: int, node_id: str, pid: int, at: float, guard: Optional[dict] = None) -> None:
-        entry = self._entries.get(key)
+        entry = self._table.get(key)
         if entry is None or entry.generation != generation:
             return
         if entry.state != "pending":
@@ -266,14 +301,14 @@ class Dispatcher:
             entry.nodes.append(node_id)
 
     async def wait(self, key: str, generation: int) -> dict:
-        entry = self._entries.get(key)
+        entry = self._table.get(key)
         if entry is None or entry.generation != generation:
             return {"ok": False, "error": {"kind": "lost", "type": "StepLost", "message": f"no task for {key} generation {generation}"}}
         await entry.done.wait()
-        return entry.outcome
+        return self._table.outcome(entry)
 
     async def status(self, key: str) -> Optional[dict]:
-        entry = self._entries.get(key)
+        entry = self._table.get(key)
         return None if entry is None else self._describe(entry)
 
     async def cancel(
@@ -286,7 +321,7 @@ class Dispatcher:
         wait: bool = False,
     ) -> dict:
         """Interrupts the key's task; with `wait`, answers once it has stopped (see `_stopped`)."""
-        entry = self._entries.get(key)
+        entry = self._table.get(key)
         if entry is None or entry.state not in ("pending", "running"):
             return {"cancelled": False}
         if run is not None and attempt is not None and entry.claimed != (run, attempt):
@@ -343,12 +378,3 @@ class Dispatcher:
         if attached is not None:
             described["attached"] = attached
         return described
-
-    def _sweep(self) -> None:
-        now = time.time()
-        if now - self._last_sweep < 60:
-            return
-        self._last_sweep = now
-        expired = [k for k, e in self._entries.items() if e.finished_at is not None and now - e.finished_at > self._ttl]
-        for key in expired:
-            del self._entries[key]

@@ -2,21 +2,27 @@
 
 It tells the dispatcher where it started (so heartbeats and reassignment know
 the node), holds the step to its memory request (memory_guard.py), runs the
-step's function, and checks that the output is JSON of an acceptable size: a
-result is never silently truncated.
+step's function, and checks that the output is strict JSON of an acceptable
+size (strict_json.py): an output with NaN, Infinity, a cycle or a value JSON
+cannot carry fails the step at once, naming where; a result is never silently
+truncated. The output travels on as its JSON text, so what the dispatcher keeps
+and counts against its budget is exactly what the worker will receive.
+
+The task reference is resolved against `limits["allowed_packages"]`, which
+the dispatcher fills from its own configuration, never from the caller.
 """
 
 from __future__ import annotations
 
 import asyncio
 import inspect
-import json
 import os
 import time
 from typing import Any
 
 import ray
 
+from . import strict_json
 from .memory_guard import StepMemoryExceeded, start_guard
 from .task_refs import resolve_task
 
@@ -25,7 +31,7 @@ NAMESPACE = "pantheon"
 
 
 class StepOutputRejected(Exception):
-    """The step's output is not JSON, or is larger than the result limit."""
+    """The step's output is not strict JSON, or is larger than the result limit."""
 
 
 _dispatcher = None
@@ -65,12 +71,13 @@ def run_step(key: str, generation: int, task_ref: str, args: list, kwargs: dict,
     finally:
         guard.stop()
     try:
-        encoded = json.dumps(output)
-    except (TypeError, ValueError) as err:
-        raise StepOutputRejected(f"output of {task_ref} is not JSON: {err}") from err
+        encoded = strict_json.encode(output, "output")
+    except strict_json.NotStrictJson as err:
+        raise StepOutputRejected(f"output of {task_ref} is not strict JSON: {err}") from None
     max_bytes = limits["max_result_bytes"]
-    if len(encoded) > max_bytes:
+    size = len(encoded.encode("utf-8"))
+    if size > max_bytes:
         raise StepOutputRejected(
-            f"output of {task_ref} is {len(encoded)} bytes, above the {max_bytes}-byte result limit"
+            f"output of {task_ref} is {size} bytes, above the {max_bytes}-byte result limit"
         )
-    return {"output": output, "node": node_id}
+    return {"outputJson": encoded, "node": node_id}

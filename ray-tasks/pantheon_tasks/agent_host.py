@@ -7,32 +7,24 @@ the peak memory of the Ray worker process during the call. Those measurements
 are what the orchestrator learns an agent's resource needs from.
 
 The fence here is the Ray side's own (`PANTHEON_ALLOWED_TASK_PACKAGES` in the
-Ray worker's environment, default `pantheon_tasks`), never a value the caller
-sends: naming the host directly must not widen what a step can import.
+Ray worker's environment, pantheon_runtime/task_refs.py), never a value the
+caller sends: naming the host directly must not widen what a step can import.
 """
 
 from __future__ import annotations
 
 import asyncio
 import inspect
-import os
 import re
 import threading
 import time
 from typing import Any, Optional
 
 from pantheon_runtime.memory import ScopedMemory
-from pantheon_runtime.task_refs import resolve_task
+from pantheon_runtime.task_refs import AGENT_HOST_TASK, TaskRefRefused, configured_allowlist, resolve_task
 
-ALLOWED_PACKAGES_ENV = "PANTHEON_ALLOWED_TASK_PACKAGES"
-DEFAULT_ALLOWED_PACKAGES = "pantheon_tasks"
 # Sampling is the fallback when the kernel's peak counter cannot be reset.
 SAMPLE_INTERVAL_SECONDS = 0.02
-
-
-def allowed_packages() -> list[str]:
-    raw = os.environ.get(ALLOWED_PACKAGES_ENV, DEFAULT_ALLOWED_PACKAGES)
-    return [p.strip() for p in raw.split(",") if p.strip()]
 
 
 def _status_kb(field: str) -> Optional[int]:
@@ -105,7 +97,9 @@ def run_agent(agent: str, task: str, args: list, kwargs: dict, memory: Optional[
 
     `memory` is the step's memory context from the orchestrator
     (`{project, agent, scopes, recalled}`), absent when the agent keeps none."""
-    function = resolve_task(task, allowed_packages())
+    if task == AGENT_HOST_TASK:
+        raise TaskRefRefused(task, "is the agent host itself, which cannot be an agent's task", "kwargs.task")
+    function = resolve_task(task, configured_allowlist(), "kwargs.task")
     kwargs = _with_memory(function, kwargs, memory)
     try:
         return _run_measured(agent, function, args, kwargs)

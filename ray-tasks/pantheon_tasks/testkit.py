@@ -76,3 +76,14 @@ def stubborn_sleep(seconds: float) -> str:
         except KeyboardInterrupt:
             continue
     return "finished"
+
+
+def bad_output(kind: str) -> Any:
+    """Returns an output that is not strict JSON, to see the step refuse it: "nan", "inf", "cycle" or "set"."""
+    if kind == "cycle":
+        loop: list = []
+        loop.append(loop)
+        return {"loop": loop}
+    if kind == "set":
+        return {"tags": {"a", "b"}}
+    return {"score": float(kind)}

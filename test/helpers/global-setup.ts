@@ -25,7 +25,14 @@ async function endLeftoverAutoscalers(address: string): Promise<void> {
 
 export const STARTED_MARKER = 'started-by-tests';
 
+/**
+ * A variable set only in the launcher's environment (this process starts the stack): the job-mode
+ * test checks that no process the stack started, and so no Ray job, sees it.
+ */
+export const LAUNCHER_ONLY_PROBE = 'PANTHEON_LAUNCHER_ONLY_PROBE';
+
 export default async function globalSetup(): Promise<void> {
+  process.env[LAUNCHER_ONLY_PROBE] ??= 'set-only-in-the-launcher';
   const config = loadStackConfig();
   fs.mkdirSync(config.stateDir, { recursive: true });
   const marker = path.join(config.stateDir, STARTED_MARKER);

@@ -155,7 +155,7 @@ const badSpecs: Array<[string, unknown, RegExp]> = [
   [
     'a task outside the allowlist',
     base([step({ task: 'os:system' })]),
-    /steps\[0\]\.task: task 'os:system' is outside the allowed packages/,
+    /steps\[0\]\.task: task 'os:system' is outside the allowed modules/,
   ],
   ['an unknown agent', base([{ id: 'a', agent: 'nobody' }]), /steps\[0\]\.agent: unknown agent "nobody"/],
   [

@@ -1,6 +1,8 @@
 /**
  * Job mode: steps that run a script as a Ray job through the Ray Jobs REST
- * API, checked against what Ray itself reports (GET /api/jobs/...).
+ * API, checked against what Ray itself reports (GET /api/jobs/...). Job mode
+ * is opt-in: off without a policy, and with one only listed entrypoints run,
+ * with an environment that holds nothing of the launcher's own.
  */
 import * as fs from 'node:fs';
 import * as os from 'node:os';
@@ -10,6 +12,8 @@ import { defaultPayloadConverter } from '@temporalio/common';
 import { z } from 'zod';
 import { jobSubmissionId } from '../../activities/ray/job-step';
 import type { PipelineResult } from '../../core/schemas/pipeline-spec';
+import { loadStackConfig, rayProcessEnv } from '../../stack/config';
+import { INHERITED_ENV_KEYS } from '../../stack/processes';
 import { recordFigures } from '../helpers/figures';
 import { startTestEnv, uniqueId, waitUntil, type TestEnv } from '../helpers/test-env';
 import { rayAuthHeaders } from '../../stack/ray-auth';
@@ -38,8 +42,27 @@ if mode == "slow":
     with open(sys.argv[2], "a") as f:
         f.write("ran\\n")
     print("done", flush=True)
+if mode == "env":
+    # Names only: values (secrets, if any leaked) must not reach the log tail and Temporal's history.
+    print("ENV " + " ".join(sorted(os.environ)), flush=True)
 `,
 );
+
+const escapeRegExp = (s: string) => s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+/** The operator's policy for these tests: this script, in its known modes, and nothing else. */
+function jobPolicyEnv(python: string): NodeJS.ProcessEnv {
+  const prefix = `${escapeRegExp(python)} ${escapeRegExp(script)}`;
+  return {
+    PANTHEON_JOB_ENTRYPOINTS: JSON.stringify([
+      `${prefix} (ok|fail|env)`,
+      `${prefix} (sleep|slow) [\\w./-]+( [0-9]+)?`,
+    ]),
+  };
+}
+const PYTHON = loadWorkerConfigPython();
+function loadWorkerConfigPython(): string {
+  return process.env.PANTHEON_PYTHON ?? path.resolve(__dirname, '..', '..', '.venv', 'bin', 'python');
+}
 
 const jobSchema = z.object({ submission_id: z.string().nullable(), status: z.string() });
 
@@ -78,10 +101,37 @@ function jobPipeline(env: TestEnv, entrypoint: string, extra: Record<string, unk
   };
 }
 
+describe('without a job policy (the default)', () => {
+  let env: TestEnv;
+  beforeAll(async () => {
+    env = await startTestEnv({ env: { PANTHEON_JOB_ENTRYPOINTS: undefined } });
+  });
+  afterAll(async () => {
+    await env?.close();
+  });
+
+  test('a job step is refused before anything runs, saying how to enable job mode', async () => {
+    expect(env.config.jobPolicy).toBeNull();
+    const job = jobPipeline(env, `${env.config.python} ${script} ok`);
+    const handle = await job.start();
+    const err = await handle.result().catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(WorkflowFailedError);
+    const cause = (err as WorkflowFailedError).cause as {
+      message?: string;
+      type?: string;
+      nonRetryable?: boolean;
+    };
+    expect(cause.type).toBe('InvalidPipelineSpec');
+    expect(cause.nonRetryable).toBe(true);
+    expect(cause.message).toMatch(/steps\[0\]\.job: job mode is off: .*PANTHEON_JOB_ENTRYPOINTS/);
+    expect(await rayJob(env, job.submissionId)).toBeNull();
+  });
+});
+
 describe('with an in-process worker', () => {
   let env: TestEnv;
   beforeAll(async () => {
-    env = await startTestEnv();
+    env = await startTestEnv({ env: jobPolicyEnv(PYTHON) });
   });
   afterAll(async () => {
     await env?.close();
@@ -118,6 +168,77 @@ describe('with an in-process worker', () => {
     ]);
   });
 
+  test('an entrypoint the policy does not list is refused, naming the field; nothing reaches Ray', async () => {
+    for (const entrypoint of [
+      'env',
+      `${env.config.python} ${script} ok; env`,
+      `${env.config.python} -c "print(1)"`,
+    ]) {
+      const job = jobPipeline(env, entrypoint);
+      const err = await (await job.start()).result().catch((e: unknown) => e);
+      const cause = (err as WorkflowFailedError).cause as { message?: string; type?: string };
+      expect(cause.type).toBe('InvalidPipelineSpec');
+      expect(cause.message).toMatch(
+        /steps\[0\]\.job\.entrypoint: entrypoint .* matches none of the entrypoints allowed/,
+      );
+      expect(await rayJob(env, job.submissionId)).toBeNull();
+    }
+  });
+
+  test('a runtime_env field the policy does not allow is refused by name', async () => {
+    const job = jobPipeline(env, `${env.config.python} ${script} ok`);
+    const handle = await env.startPipeline(
+      {
+        name: 'job',
+        project: 'drills',
+        steps: [
+          { id: 'j', job: { entrypoint: `${env.config.python} ${script} ok`, runtimeEnv: { pip: ['x'] } } },
+        ],
+      },
+      job.workflowId,
+    );
+    const err = await handle.result().catch((e: unknown) => e);
+    expect(String((err as WorkflowFailedError).cause?.message)).toMatch(
+      /steps\[0\]\.job\.runtimeEnv\.pip: runtime_env field "pip" is not allowed/,
+    );
+  });
+
+  test("a job's environment holds the step's env_vars and nothing set only in the launcher's environment", async () => {
+    const workflowId = uniqueId('job');
+    const handle = await env.startPipeline(
+      {
+        name: 'job',
+        project: 'drills',
+        steps: [
+          {
+            id: 'j',
+            job: {
+              entrypoint: `${env.config.python} ${script} env`,
+              runtimeEnv: { env_vars: { STEP_ONLY_VAR: 'x' } },
+            },
+          },
+        ],
+      },
+      workflowId,
+    );
+    const result = (await handle.result()) as PipelineResult;
+    const names = new Set(/^ENV (.*)$/m.exec(result.steps.j?.logTail ?? '')?.[1]?.split(' ') ?? []);
+    expect(names.has('STEP_ONLY_VAR')).toBe(true);
+    expect(names.has('PATH')).toBe(true);
+    // The launcher of the stack and of this test share an environment (the test setup starts the
+    // stack, or the shell that ran stack:up did): none of its variables may reach the job, except
+    // those the stack passes by name and Ray's own.
+    const passed = new Set([
+      ...INHERITED_ENV_KEYS,
+      ...Object.keys(rayProcessEnv(loadStackConfig())),
+      // Set afresh by the shell that runs the entrypoint, and by Ray for every job driver.
+      ...['SHLVL', 'PWD', 'OLDPWD', '_', 'PYTHONUNBUFFERED'],
+    ]);
+    const launcherOnly = Object.keys(process.env).filter((k) => !passed.has(k) && !k.startsWith('RAY_'));
+    expect(launcherOnly).toContain('PANTHEON_LAUNCHER_ONLY_PROBE');
+    expect(launcherOnly.filter((k) => names.has(k))).toEqual([]);
+  });
+
   test('cancel: the workflow cancel stops the Ray job and its process', async () => {
     const pidFile = path.join(dir, `${uniqueId('pid')}.txt`);
     const job = jobPipeline(env, `${env.config.python} ${script} sleep ${pidFile}`);
@@ -150,7 +271,7 @@ describe('with an in-process worker', () => {
 describe('after a worker kill', () => {
   let env: TestEnv;
   beforeAll(async () => {
-    env = await startTestEnv({ worker: false });
+    env = await startTestEnv({ worker: false, env: jobPolicyEnv(PYTHON) });
   }, 180_000);
   afterAll(async () => {
     await env?.close();

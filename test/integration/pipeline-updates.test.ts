@@ -189,7 +189,7 @@ describe('live updates', () => {
       [{ id: 'a', task: ECHO }, /step\.id: step "a" already exists/],
       [
         { id: 'b', task: 'os:system', args: ['true'] },
-        /step\.task: task 'os:system' is outside the allowed packages/,
+        /step\.task: task 'os:system' is outside the allowed modules/,
       ],
       [{ id: 'b', agent: 'nobody' }, /step\.agent: unknown agent "nobody"/],
       [{ id: 'b b', task: ECHO }, /step\.id: letters, digits/],

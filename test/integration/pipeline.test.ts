@@ -144,7 +144,7 @@ describe('pipeline workflow on the real stack', () => {
     );
   });
 
-  test('a task outside the allowed packages is refused before it reaches Ray', async () => {
+  test('a task outside the allowed modules is refused before it reaches Ray', async () => {
     const handle = await env.startPipeline({
       name: 'evil',
       project: 'acme',
@@ -152,7 +152,7 @@ describe('pipeline workflow on the real stack', () => {
     });
     const err = await handle.result().catch((e: unknown) => e);
     expect(String((err as WorkflowFailedError).cause?.message)).toMatch(
-      /steps\[0\]\.task: task 'os:system' is outside the allowed packages/,
+      /steps\[0\]\.task: task 'os:system' is outside the allowed modules/,
     );
     const history = await handle.fetchHistory();
     const scheduled = history.events?.filter((e) => e.activityTaskScheduledEventAttributes) ?? [];

@@ -11,10 +11,12 @@ import {
   boundedResult,
   MAX_RESULT_BYTES,
   pipelineSpecSchema,
+  stepSpecSchema,
   type PipelineResult,
   type StepSpec,
 } from '../../core/schemas/pipeline-spec';
-import { refuseTaskRef } from '../../core/schemas/task-ref';
+import { AGENT_HOST_TASK } from '../../core/agent-host';
+import { defaultAllowedTaskModules, refuseTaskRef } from '../../core/schemas/task-ref';
 
 const ECHO = 'pantheon_tasks.testkit:echo';
 const valid = {
@@ -127,13 +129,41 @@ describe('pipeline spec validation', () => {
 });
 
 describe('task references', () => {
-  test('only allowed packages pass', () => {
+  test('only allowed modules pass', () => {
     expect(refuseTaskRef(ECHO, ['pantheon_tasks'])).toBeUndefined();
+    expect(refuseTaskRef(ECHO, ['pantheon_tasks.testkit'])).toBeUndefined();
+    expect(refuseTaskRef(ECHO, ['pantheon_tasks.examples'])).toMatch(/outside the allowed modules/);
     expect(refuseTaskRef('pantheon_tasks_evil.x:y', ['pantheon_tasks'])).toMatch(
-      /outside the allowed packages/,
+      /outside the allowed modules/,
     );
-    expect(refuseTaskRef('os:system', ['pantheon_tasks'])).toMatch(/outside the allowed packages/);
+    expect(refuseTaskRef('os:system', ['pantheon_tasks'])).toMatch(/outside the allowed modules/);
     expect(refuseTaskRef('os.system', ['pantheon_tasks'])).toMatch(/not of the form/);
+  });
+
+  test('dunders and private names or modules are refused by their form, whatever the allowlist', () => {
+    for (const ref of [
+      'pantheon_tasks.testkit:__setattr__',
+      'pantheon_tasks.testkit:__delattr__',
+      'pantheon_tasks.examples:_words',
+      'pantheon_tasks._private:run',
+      'pantheon_tasks.__init__:echo',
+      '_pantheon.tasks:run',
+    ]) {
+      expect(refuseTaskRef(ref, ['pantheon_tasks', '_pantheon'])).toMatch(/public names/);
+      expect(stepSpecSchema.safeParse({ id: 's', task: ref }).success).toBe(false);
+    }
+  });
+
+  test("the agent host passes whatever the allowlist (planning refuses it as a step's own task)", () => {
+    expect(refuseTaskRef(AGENT_HOST_TASK, ['mypkg'])).toBeUndefined();
+  });
+
+  test('the test kit is on the default allowlist of a local worker only', () => {
+    expect(refuseTaskRef(ECHO, defaultAllowedTaskModules(true))).toBeUndefined();
+    expect(refuseTaskRef(ECHO, defaultAllowedTaskModules(false))).toMatch(/outside the allowed modules/);
+    expect(
+      refuseTaskRef('pantheon_tasks.examples:analyze', defaultAllowedTaskModules(false)),
+    ).toBeUndefined();
   });
 });
 

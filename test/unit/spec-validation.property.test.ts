@@ -18,7 +18,7 @@ import {
 } from '../../core/dag';
 import { nodeGroupsConfigSchema } from '../../core/schemas/node-groups';
 import { SPEC_LIMITS, type StepSpec, type StepStatus } from '../../core/schemas/pipeline-spec';
-import { DEFAULT_ALLOWED_TASK_PACKAGES } from '../../core/schemas/task-ref';
+import { DEFAULT_ALLOWED_TASK_MODULES } from '../../core/schemas/task-ref';
 import { addStepIssues, planSteps, stepResourcesIssues, type PlanContext } from '../../core/step-plan';
 import nodeGroups from '../../config/node-groups.json';
 
@@ -28,7 +28,7 @@ process.stdout.write(`[property] fast-check seed ${seed} (PANTHEON_FC_SEED=${see
 
 const context: PlanContext = {
   nodeGroups: nodeGroupsConfigSchema.parse(nodeGroups).groups,
-  allowedTaskPackages: [...DEFAULT_ALLOWED_TASK_PACKAGES, 'pantheon_tasks'],
+  allowedTaskPackages: [...DEFAULT_ALLOWED_TASK_MODULES, 'pantheon_tasks'],
 };
 
 const PROTOTYPE_NAMES = ['constructor', 'toString', '__proto__', 'hasOwnProperty', 'valueOf', 'prototype'];
