@@ -1,8 +1,9 @@
-"""Serves Qdrant's REST API from qdrant-client's local mode, for machines where
-no Qdrant server can be installed (the embedded default and CI).
+"""Serves Qdrant's REST API from Qdrant's own engine running in process
+(qdrant-edge), for machines where no Qdrant server can be installed (the
+embedded default and CI).
 
     .venv/bin/python scripts/qdrant-local/server.py --host 127.0.0.1 --port 6333 \
-        --storage .state/qdrant [--api-key KEY]
+        --storage .state/qdrant [--api-key KEY] [--optimize]
 
 The project's @qdrant/js-client-rest code (and qdrant-client in remote mode)
 talks to it over real HTTP exactly as it would talk to a Qdrant server; setting
@@ -11,13 +12,14 @@ QDRANT_URL points the same code at a real Qdrant instead.
 Healthy when ``GET /healthz`` answers 200: the port is only opened after the
 storage has been loaded. ``--port 0`` picks a free port; the chosen address is
 logged as ``qdrant-local listening on http://HOST:PORT``. All output goes to
-stderr; SIGTERM and SIGINT stop it cleanly (in-flight requests finish, storage
-is closed and its lock released).
+stderr; SIGTERM and SIGINT stop it cleanly (in-flight requests finish, shards
+are flushed and closed, the storage lock is released).
 
-What local mode does not do: it scans every point on every filtered request
-(payload indexes, ``is_tenant`` included, are accepted, recorded and reported,
-but have no effect), searches exactly instead of through HNSW, and is meant for
-tens of thousands of points, not millions.
+What the embedded engine does not do: sharding, replication, snapshots over
+HTTP, quantisation, sparse and multi-vectors, geo filters; such requests are
+refused with 400, never ignored. HNSW is built only with ``--optimize`` (at
+start, before listening): qdrant-edge's optimiser blocks the engine while it
+runs; filtered reads go through the payload indexes either way.
 """
 
 from __future__ import annotations
@@ -34,7 +36,7 @@ from aiohttp import web
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from qdrant_local_api import build_app  # noqa: E402
-from qdrant_local_engine import LocalEngine  # noqa: E402
+from qdrant_local_engine import EdgeEngine, StorageLocked  # noqa: E402
 
 log = logging.getLogger("qdrant-local")
 
@@ -48,15 +50,16 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--port", type=int, default=6333, help="0 picks a free port")
     parser.add_argument("--storage", required=True, help="directory holding the collections")
     parser.add_argument("--api-key", default=None, help="require this key (api-key or Bearer header)")
+    parser.add_argument("--optimize", action="store_true", help="build HNSW indexes before listening")
     parser.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
     return parser.parse_args(argv)
 
 
 async def serve(args: argparse.Namespace) -> int:
-    engine = LocalEngine(args.storage)
+    engine = EdgeEngine(args.storage)
     try:
-        await engine.open()
-    except RuntimeError as error:  # the storage is locked by another process
+        await engine.open(optimize=args.optimize)
+    except StorageLocked as error:
         log.error("cannot open storage %s: %s", args.storage, error)
         await engine.close()
         return 1
@@ -103,8 +106,6 @@ def main(argv: list[str]) -> int:
         level=getattr(logging, args.log_level),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
-    # Local mode reports some conditions (e.g. a large collection) through `warnings`.
-    logging.captureWarnings(True)
     return asyncio.run(serve(args))
 
 
