@@ -36,8 +36,9 @@ log = logging.getLogger("qdrant-local.api")
 # Qdrant's own default for `service.max_request_size_mb`.
 MAX_REQUEST_BYTES = 32 * 1024 * 1024
 
-# Reachable without an API key, like on a real Qdrant (probes and version).
-UNAUTHENTICATED_PATHS = frozenset({"/", "/healthz", "/livez", "/readyz"})
+# Reachable without an API key, like on a real Qdrant (probes and version), and the
+# memory endpoints that bring their own authentication (see memory_api.py).
+UNAUTHENTICATED_PATHS = frozenset({"/", "/healthz", "/livez", "/readyz", "/pantheon/memory/recall", "/v1/embeddings"})
 
 ENGINE_KEY: web.AppKey[EdgeEngine] = web.AppKey("engine", EdgeEngine)
 

@@ -33,8 +33,12 @@ import sys
 
 from aiohttp import web
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+# The memory rules (read filter, isolation check, hashing embedder) are the Python runtime's own.
+sys.path.insert(1, os.path.join(HERE, "..", "..", "ray-tasks"))
 
+from memory_api import E5Service, add_memory_routes  # noqa: E402
 from qdrant_local_api import build_app  # noqa: E402
 from qdrant_local_engine import EdgeEngine, StorageLocked  # noqa: E402
 
@@ -50,6 +54,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--port", type=int, default=6333, help="0 picks a free port")
     parser.add_argument("--storage", required=True, help="directory holding the collections")
     parser.add_argument("--api-key", default=None, help="require this key (api-key or Bearer header)")
+    parser.add_argument("--embed-threads", type=int, default=1, help="threads of the e5 embedder")
     parser.add_argument("--optimize", action="store_true", help="build HNSW indexes before listening")
     parser.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
     return parser.parse_args(argv)
@@ -64,7 +69,9 @@ async def serve(args: argparse.Namespace) -> int:
         await engine.close()
         return 1
 
+    embedder = E5Service(args.embed_threads)
     app = build_app(engine, args.api_key)
+    add_memory_routes(app, engine, embedder)
     # Per-request access lines only at DEBUG: a benchmark makes tens of thousands.
     access_log = logging.getLogger("qdrant-local.access") if log.isEnabledFor(logging.DEBUG) else None
     runner = web.AppRunner(app, access_log=access_log, handle_signals=False)
@@ -75,6 +82,7 @@ async def serve(args: argparse.Namespace) -> int:
     except OSError as error:
         log.error("cannot listen on %s:%s: %s", args.host, args.port, error)
         await runner.cleanup()
+        embedder.close()
         await engine.close()
         return 1
 
@@ -94,6 +102,7 @@ async def serve(args: argparse.Namespace) -> int:
     await stop.wait()
     log.info("stopping")
     await runner.cleanup()
+    embedder.close()
     await engine.close()
     log.info("stopped")
     return 0
