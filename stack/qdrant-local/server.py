@@ -38,6 +38,7 @@ sys.path.insert(0, HERE)
 # The memory rules (read filter, isolation check, hashing embedder) are the Python runtime's own.
 sys.path.insert(1, os.path.join(HERE, "..", "..", "ray-tasks"))
 
+from graph_api import Graphs, LlmConfig, add_graph_routes  # noqa: E402
 from memory_api import E5Service, add_memory_routes  # noqa: E402
 from qdrant_local_api import build_app  # noqa: E402
 from qdrant_local_engine import EdgeEngine, StorageLocked  # noqa: E402
@@ -55,6 +56,12 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--storage", required=True, help="directory holding the collections")
     parser.add_argument("--api-key", default=None, help="require this key (api-key or Bearer header)")
     parser.add_argument("--embed-threads", type=int, default=1, help="threads of the e5 embedder")
+    parser.add_argument(
+        "--llm-url",
+        default=None,
+        help="OpenAI-compatible endpoint (…/v1) for LightRAG's document ingestion; key in PANTHEON_LLM_API_KEY",
+    )
+    parser.add_argument("--llm-model", default="default", help="model name sent to --llm-url")
     parser.add_argument("--optimize", action="store_true", help="build HNSW indexes before listening")
     parser.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
     return parser.parse_args(argv)
@@ -72,6 +79,11 @@ async def serve(args: argparse.Namespace) -> int:
     embedder = E5Service(args.embed_threads)
     app = build_app(engine, args.api_key)
     add_memory_routes(app, engine, embedder)
+    llm = None
+    if args.llm_url:
+        llm = LlmConfig(url=args.llm_url, model=args.llm_model, api_key=os.environ.get("PANTHEON_LLM_API_KEY") or None)
+    graphs = Graphs(engine.storage_dir, embedder, llm)
+    add_graph_routes(app, graphs)
     # Per-request access lines only at DEBUG: a benchmark makes tens of thousands.
     access_log = logging.getLogger("qdrant-local.access") if log.isEnabledFor(logging.DEBUG) else None
     runner = web.AppRunner(app, access_log=access_log, handle_signals=False)
@@ -82,6 +94,7 @@ async def serve(args: argparse.Namespace) -> int:
     except OSError as error:
         log.error("cannot listen on %s:%s: %s", args.host, args.port, error)
         await runner.cleanup()
+        await graphs.close()
         embedder.close()
         await engine.close()
         return 1
@@ -102,6 +115,7 @@ async def serve(args: argparse.Namespace) -> int:
     await stop.wait()
     log.info("stopping")
     await runner.cleanup()
+    await graphs.close()
     embedder.close()
     await engine.close()
     log.info("stopped")
@@ -115,6 +129,8 @@ def main(argv: list[str]) -> int:
         level=getattr(logging, args.log_level),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    # LightRAG logs every storage step at INFO; its warnings and errors still show.
+    logging.getLogger("lightrag").setLevel(logging.WARNING)
     return asyncio.run(serve(args))
 
 
