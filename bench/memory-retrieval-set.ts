@@ -170,8 +170,20 @@ export function buildRetrievalSet(): RetrievalSet {
       const text = fact(subject.charAt(0).toUpperCase() + subject.slice(1));
       memories.push({ key: `note:${s}:${f}`, project, agent: reader, scope: 'shared', text });
       // The same notes elsewhere as well: volume in other tenants.
-      memories.push({ key: `note:${s}:${f}:globex`, project: 'globex', agent: 'scribe', scope: 'shared', text });
-      memories.push({ key: `note:${s}:${f}:initech`, project: 'initech', agent: 'scribe', scope: 'shared', text });
+      memories.push({
+        key: `note:${s}:${f}:globex`,
+        project: 'globex',
+        agent: 'scribe',
+        scope: 'shared',
+        text,
+      });
+      memories.push({
+        key: `note:${s}:${f}:initech`,
+        project: 'initech',
+        agent: 'scribe',
+        scope: 'shared',
+        text,
+      });
       memories.push({
         key: `note:${s}:${f}:analyst`,
         project,
@@ -202,7 +214,10 @@ export interface RetrievalScores {
 }
 
 /** recall@5 and MRR (over the first 10) from the keys each query returned, best first. */
-export function scoreRetrieval(queries: readonly RetrievalQuery[], results: readonly string[][]): RetrievalScores {
+export function scoreRetrieval(
+  queries: readonly RetrievalQuery[],
+  results: readonly string[][],
+): RetrievalScores {
   let found = 0;
   let reciprocal = 0;
   queries.forEach((query, index) => {

@@ -172,7 +172,10 @@ export async function runMemoryBenchmark(options: MemoryBenchOptions): Promise<M
     let rawWritten = 0;
     for (const { memories, ...where } of batches.slice(0, Math.ceil(rawUpsertPoints / batchSize))) {
       rawWritten += memories.length;
-      const vectors = await store.embedder.embed(memories.map((m) => m.text));
+      const vectors = await store.embedder.embed(
+        memories.map((m) => m.text),
+        'passage',
+      );
       const createdAtMs = Date.now();
       const provenance = { workflowId: `bench-${where.step}`, stepId: where.step, attempt: 1 };
       const rawPoints = memories.map((memory, i) => ({
@@ -202,7 +205,7 @@ export async function runMemoryBenchmark(options: MemoryBenchOptions): Promise<M
       const memory = batch.memories[Math.floor(random() * batch.memories.length)]!;
       const query = memory.text.split(' ').slice(0, 5).join(' ');
       const reader = { project: batch.project, agent: batch.agent };
-      const [vector] = await store.embedder.embed([query]);
+      const [vector] = await store.embedder.embed([query], 'query');
       const filter = buildReadFilter({ ...reader, scopes: ['shared', 'private'] });
       const projectMs = await timed(() => store.recall({ ...reader, query, topK }));
       const rawMs = await timed(() =>

@@ -71,15 +71,31 @@ export function memoryQdrantUrl(config: StackConfig): string {
   return process.env.QDRANT_URL || config.qdrant.url;
 }
 
+/**
+ * The memory server (embedder service, read grants, knowledge graphs):
+ * PANTHEON_MEMORY_URL when set, else the stack's own, which also serves Qdrant's API.
+ */
+export function memoryServerUrl(config: StackConfig): string {
+  return process.env.PANTHEON_MEMORY_URL || config.qdrant.url;
+}
+
+/** What the worker and the CLI add to the environment to reach the stack's memory. */
+export function memoryEnv(config: StackConfig): { QDRANT_URL: string; PANTHEON_MEMORY_URL: string } {
+  return { QDRANT_URL: memoryQdrantUrl(config), PANTHEON_MEMORY_URL: memoryServerUrl(config) };
+}
+
 /** The environment every Ray process of the local stack gets. */
 export function rayProcessEnv(config: StackConfig): NodeJS.ProcessEnv {
+  // Ray tasks run agent code: they read memory only through the grants their
+  // steps carry, never with the Qdrant API key (see docs/memory.md).
+  const { QDRANT_API_KEY: _key, QDRANT_URL: _url, ...inherited } = process.env;
   return {
-    ...process.env,
+    ...inherited,
     PYTHONPATH: config.rayTasksDir,
     RAY_USAGE_STATS_ENABLED: '0',
     // Temporal owns step retries; Ray must not retry OOM-killed tasks underneath it.
     RAY_task_oom_retries: '0',
-    // Agent tasks read memory (ray-tasks/pantheon_runtime/memory.py) where the worker writes it.
-    QDRANT_URL: memoryQdrantUrl(config),
+    // Agent tasks embed and read memory (ray-tasks/pantheon_runtime/memory.py) through the memory server.
+    PANTHEON_MEMORY_URL: memoryServerUrl(config),
   };
 }

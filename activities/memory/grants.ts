@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import type { MemoryScope } from '../../workflows/schemas/memory';
+import type { MemoryScope } from '../../core/schemas/memory';
 
 /**
  * A read grant: what a Ray task's memory handle sends with every read. The
@@ -44,7 +44,8 @@ export async function requestMemoryGrant(
     signal: AbortSignal.timeout(30_000),
   });
   const text = await response.text();
-  if (!response.ok) throw new Error(`memory server ${endpoint} refused a grant (${response.status}): ${text}`);
+  if (!response.ok)
+    throw new Error(`memory server ${endpoint} refused a grant (${response.status}): ${text}`);
   const { result } = grantResponseSchema.parse(JSON.parse(text));
   return { token: result.grant, expiresAt: result.expiresAt };
 }

@@ -64,7 +64,8 @@ export class ServiceEmbedder implements Embedder {
         `${this.endpoint} has no embedder service (404); set PANTHEON_MEMORY_URL to the memory server`,
       );
     }
-    if (!response.ok) throw new Error(`embedder service ${this.endpoint} answered ${response.status}: ${text}`);
+    if (!response.ok)
+      throw new Error(`embedder service ${this.endpoint} answered ${response.status}: ${text}`);
     const parsed = embeddingsResponseSchema.safeParse(JSON.parse(text));
     if (!parsed.success || parsed.data.data.length !== texts.length) {
       throw new MemoryConfigError(`embedder service ${this.endpoint} gave a malformed answer`);
