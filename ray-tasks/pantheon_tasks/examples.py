@@ -39,9 +39,9 @@ LENS_QUERIES = {
     "risk": "risks, threats, delays, shortages, outages and safety problems",
     "technology": "new technology, cell chemistry, energy density, research and engineering",
 }
-# A source is a finding for a lens when it is among the lens's closest sources
-# by this many, or closer than RELEVANT_SIMILARITY (e5 cosines of related texts).
-LENS_TOP_SOURCES = 2
+# A source is a finding for a lens when it uses the lens's words, is closer to
+# the lens than RELEVANT_SIMILARITY (e5 rates related texts above it), or is the
+# closest source of all (every lens reads at least its best source).
 RELEVANT_SIMILARITY = 0.82
 
 _passages: dict[str, list[float]] = {}
@@ -87,9 +87,9 @@ def gather_sources(topic: str, limit: int = 6, think_seconds: float = 0.2) -> li
 def analyze(sources: list[dict], lens: str, think_seconds: float = 0.3, memories: Optional[list] = None) -> dict:
     """Reads the sources through one lens (market, risk or technology): findings and a score.
 
-    A source is a finding when it is among the lens's closest sources by
-    meaning (or very close); its signals are the lens's words it uses, or the
-    similarity when it says the same thing in other words.
+    A source is a finding when it uses the lens's words, or is close to the
+    lens in meaning (or is the closest source); its signals are the lens's
+    words it uses, or the similarity when it says the same in other words.
 
     Memory: it is given what it (privately) and the project (shared) remember
     that is closest to these sources, reports it as `recalled`, and keeps its
@@ -101,13 +101,14 @@ def analyze(sources: list[dict], lens: str, think_seconds: float = 0.3, memories
     [lens_query] = _memory.embed([LENS_QUERIES[lens]], "query")
     vectors = _passage_vectors([source["text"] for source in sources])
     similarity = [_cosine(lens_query, vector) for vector in vectors]
-    closest = sorted(range(len(sources)), key=lambda i: -similarity[i])[:LENS_TOP_SOURCES]
+    closest = max(range(len(sources)), key=lambda i: similarity[i], default=None)
     findings = []
     for index, source in enumerate(sources):
-        if index not in closest and similarity[index] < RELEVANT_SIMILARITY:
+        hits = sorted(keywords & set(_words(source["text"])))
+        if not hits and index != closest and similarity[index] < RELEVANT_SIMILARITY:
             continue
-        hits = sorted(keywords & set(_words(source["text"]))) or [f"{lens} similarity {similarity[index]:.2f}"]
-        findings.append({"source": source["id"], "title": source["title"], "signals": hits})
+        signals = hits or [f"{lens} similarity {similarity[index]:.2f}"]
+        findings.append({"source": source["id"], "title": source["title"], "signals": signals})
     return {
         "lens": lens,
         "findings": findings,

@@ -191,7 +191,10 @@ async def _read(request: web.Request, model: type[BaseModel]) -> Any:
         ) from None
 
 
-def add_memory_routes(app: web.Application, engine: EdgeEngine, embedder: E5Service) -> None:
+def add_memory_routes(
+    app: web.Application, engine: EdgeEngine, embedder: E5Service, remote: Any | None = None
+) -> None:
+    """``remote``: a qdrant-client for a real Qdrant; grant reads then search it instead of the embedded engine."""
     grants = Grants(engine.storage_dir)
 
     async def embeddings(request: web.Request) -> web.Response:
@@ -250,7 +253,20 @@ def add_memory_routes(app: web.Application, engine: EdgeEngine, embedder: E5Serv
             # Nothing was retained with this embedder yet: nothing to read.
             return engine.query(collection, query)["points"] if engine.exists(collection) else []
 
-        points = await engine.run(search)
+        def search_remote() -> list[dict[str, Any]]:
+            if not remote.collection_exists(collection):
+                return []
+            answer = remote.query_points(
+                collection_name=collection,
+                query=query.query,
+                query_filter=query.filter,
+                limit=query.limit,
+                with_payload=True,
+                score_threshold=query.score_threshold,
+            )
+            return [{"id": p.id, "score": p.score, "payload": p.payload} for p in answer.points]
+
+        points = await (asyncio.to_thread(search_remote) if remote is not None else engine.run(search))
         hits = [readable_hit(point, claims["project"], claims["agent"], wanted, body.pipeline) for point in points]
         return web.json_response({"result": {"memories": hits}, "status": "ok"})
 

@@ -62,6 +62,11 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         help="OpenAI-compatible endpoint (…/v1) for LightRAG's document ingestion; key in PANTHEON_LLM_API_KEY",
     )
     parser.add_argument("--llm-model", default="default", help="model name sent to --llm-url")
+    parser.add_argument(
+        "--qdrant-url",
+        default=None,
+        help="a real Qdrant that grant reads search (key in QDRANT_API_KEY) instead of the embedded engine",
+    )
     parser.add_argument("--optimize", action="store_true", help="build HNSW indexes before listening")
     parser.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
     return parser.parse_args(argv)
@@ -78,7 +83,14 @@ async def serve(args: argparse.Namespace) -> int:
 
     embedder = E5Service(args.embed_threads)
     app = build_app(engine, args.api_key)
-    add_memory_routes(app, engine, embedder)
+    remote = None
+    if args.qdrant_url:
+        from qdrant_client import QdrantClient
+
+        remote = QdrantClient(
+            url=args.qdrant_url, api_key=os.environ.get("QDRANT_API_KEY") or None, check_compatibility=False
+        )
+    add_memory_routes(app, engine, embedder, remote)
     llm = None
     if args.llm_url:
         llm = LlmConfig(url=args.llm_url, model=args.llm_model, api_key=os.environ.get("PANTHEON_LLM_API_KEY") or None)
