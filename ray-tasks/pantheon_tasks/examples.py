@@ -92,8 +92,9 @@ def analyze(sources: list[dict], lens: str, think_seconds: float = 0.3, memories
     words it uses, or the similarity when it says the same in other words.
 
     Memory: it is given what it (privately) and the project (shared) remember
-    that is closest to these sources, reports it as `recalled`, and keeps its
-    findings in its private memory for later runs."""
+    that is closest to these sources, reports it as `recalled` (and the graph
+    context as `recalledGraph`), keeps its findings in its private memory, and
+    what it learned (lens → source relations) in its private knowledge graph."""
     if lens not in LENSES:
         raise ValueError(f"unknown lens {lens!r}; one of {sorted(LENSES)}")
     _think(think_seconds)
@@ -109,15 +110,36 @@ def analyze(sources: list[dict], lens: str, think_seconds: float = 0.3, memories
             continue
         signals = hits or [f"{lens} similarity {similarity[index]:.2f}"]
         findings.append({"source": source["id"], "title": source["title"], "signals": signals})
+    lens_entity = f"{lens.capitalize()} lens"
+    facts = {
+        "entities": [{"name": lens_entity, "type": "lens", "description": f"What the {lens} analyst looks for."}]
+        + [
+            {"name": f["title"], "type": "source", "description": f"A source read through the {lens} lens."}
+            for f in findings[:3]
+        ],
+        "relations": [
+            {
+                "source": lens_entity,
+                "target": f["title"],
+                "description": f"The {lens} lens found {', '.join(f['signals'])} in {f['title']}.",
+                "keywords": ", ".join(f["signals"]),
+            }
+            for f in findings[:3]
+        ],
+        "sources": [source["text"] for source in sources if source["id"] in {f["source"] for f in findings[:3]}],
+    }
     return {
         "lens": lens,
         "findings": findings,
         "score": sum(len(f["signals"]) for f in findings),
-        "recalled": [m["text"] for m in memories or []],
+        "recalled": [m["text"] for m in memories or [] if m.get("source", "vector") == "vector"],
+        "recalledGraph": [m["text"] for m in memories or [] if m.get("source") == "graph"],
         "memories": [
             {"text": f"{lens} lens on {f['title']}: {', '.join(f['signals'])}", "scope": "private"}
             for f in findings[:3]
         ],
+        # What it learned, for its knowledge graph (private: the analyst keeps private memory).
+        **({"facts": facts} if findings else {}),
     }
 
 
