@@ -67,7 +67,7 @@ const PROFILES: Record<'full' | 'quick', BenchProfile> = {
     sleepSeconds: 0.1,
     fanoutRepeats: 1,
     fanoutWarmupSteps: 50,
-    memoryPoints: 10_000,
+    memoryPoints: 100_000,
   },
   quick: {
     name: 'quick',
@@ -82,7 +82,7 @@ const PROFILES: Record<'full' | 'quick', BenchProfile> = {
     sleepSeconds: 0.1,
     fanoutRepeats: 1,
     fanoutWarmupSteps: 20,
-    memoryPoints: 500,
+    memoryPoints: 10_000,
   },
 };
 
@@ -517,13 +517,16 @@ class Bench {
   }
 }
 
-/** Agent memory (bench/memory.ts) against the stack's Qdrant. */
+/** Agent memory (bench/memory.ts) against the stack's memory server. */
 async function agentMemoryCase(config: StackConfig, profile: BenchProfile): Promise<Record<string, unknown>> {
   const { runMemoryBenchmark } = await import('./memory');
+  const pidFile = path.join(config.pidDir, 'qdrant.pid');
+  const serverPid = fs.existsSync(pidFile) ? Number(fs.readFileSync(pidFile, 'utf8').trim()) : undefined;
   const result = await runMemoryBenchmark({
     url: config.qdrant.url,
     points: profile.memoryPoints,
-    storage: 'the stack Qdrant',
+    storage: 'the stack memory server (qdrant-edge)',
+    serverPid,
   });
   return { ...result };
 }

@@ -5,7 +5,7 @@
 import { memoryConfigFromEnv } from '../activities/memory/config';
 import { MemoryInputError } from '../activities/memory/errors';
 import { openMemoryStore } from '../activities/memory/store';
-import { loadStackConfig, memoryQdrantUrl } from '../stack/config';
+import { loadStackConfig, memoryEnv } from '../stack/config';
 import type { MemoryScope } from '../core/schemas/memory';
 import { table } from './format';
 import { UsageError } from './targets';
@@ -24,7 +24,7 @@ const TEXT_COLUMN_CHARS = 80;
 
 export async function searchMemory(options: MemorySearchOptions): Promise<number> {
   const store = await openMemoryStore(
-    memoryConfigFromEnv({ ...process.env, QDRANT_URL: memoryQdrantUrl(loadStackConfig()) }),
+    memoryConfigFromEnv({ ...process.env, ...memoryEnv(loadStackConfig()) }),
   );
   const entries = await store
     .searchProject({

@@ -4,7 +4,7 @@
  * Workflow-safe.
  */
 import { z } from 'zod';
-import type { MemoryHit, MemoryScope } from './schemas/memory';
+import type { GraphContext, MemoryHit, MemoryScope } from './schemas/memory';
 
 export const AGENT_HOST_TASK = 'pantheon_tasks.agent_host:run_agent';
 
@@ -40,6 +40,14 @@ export interface AgentTaskMemory {
   agent: string;
   scopes: MemoryScope[];
   recalled: RecalledMemory[];
+  /** Knowledge-graph context of the graphs the agent may read (runs with the grant patch). */
+  graph?: GraphContext[];
+  /**
+   * The memory server's signed read grant for this agent of this project: the
+   * task's `memory` handle reads with it, and the server builds the isolation
+   * filter from it alone (runs with the grant patch; absent in older runs).
+   */
+  grant?: { token: string; expiresAt: number };
 }
 
 /** A recalled memory as the task sees it: what it says, where it came from, how close it is. */

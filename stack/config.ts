@@ -98,6 +98,19 @@ export function localRayClientEnv(
 }
 
 /**
+ * The memory server (embedder service, read grants, knowledge graphs):
+ * PANTHEON_MEMORY_URL when set, else the stack's own, which also serves Qdrant's API.
+ */
+export function memoryServerUrl(config: StackConfig): string {
+  return process.env.PANTHEON_MEMORY_URL || config.qdrant.url;
+}
+
+/** What the worker and the CLI add to the environment to reach the stack's memory. */
+export function memoryEnv(config: StackConfig): { QDRANT_URL: string; PANTHEON_MEMORY_URL: string } {
+  return { QDRANT_URL: memoryQdrantUrl(config), PANTHEON_MEMORY_URL: memoryServerUrl(config) };
+}
+
+/**
  * The environment every Ray process of the local stack gets (head, nodes, the dispatcher host), and
  * through them every Ray worker process and job: an explicit one, never the launcher's whole
  * environment (stack/processes.ts). Only the project's own settings for the Ray side are taken
@@ -121,11 +134,9 @@ export function rayProcessEnv(config: StackConfig, from: NodeJS.ProcessEnv = pro
       // The dispatcher's output budget and where it spills beyond it (ray-tasks/pantheon_runtime/step_store.py).
       PANTHEON_DISPATCHER_OUTPUT_BUDGET_MB: from.PANTHEON_DISPATCHER_OUTPUT_BUDGET_MB,
       PANTHEON_DISPATCHER_SPILL_DIR: path.join(config.ray.tempDir, 'dispatcher-spill'),
-      // Agent tasks read memory (ray-tasks/pantheon_runtime/memory.py) where the worker writes it.
-      QDRANT_URL: memoryQdrantUrl(config),
-      QDRANT_API_KEY: from.QDRANT_API_KEY,
-      PANTHEON_MEMORY_COLLECTION_PREFIX: from.PANTHEON_MEMORY_COLLECTION_PREFIX,
-      PANTHEON_MEMORY_TTL_SECONDS: from.PANTHEON_MEMORY_TTL_SECONDS,
+      // Agent tasks embed and read memory (ray-tasks/pantheon_runtime/memory.py) through the memory
+      // server, only with the grants their steps carry: never the Qdrant URL or API key (docs/memory.md).
+      PANTHEON_MEMORY_URL: memoryServerUrl(config),
     },
     from,
   );

@@ -23,7 +23,7 @@ import { createMemoryActivities, lazyMemoryStore } from '../activities/memory/me
 import { createAutoscalerActivities } from '../activities/scaling/activities';
 import { AutoscalerMetrics } from '../activities/scaling/metrics';
 import { createNodeProviders, type NodeProviders } from '../activities/scaling/providers';
-import { loadNodeGroups, loadStackConfig, memoryQdrantUrl } from '../stack/config';
+import { loadNodeGroups, loadStackConfig, memoryEnv } from '../stack/config';
 import { PIPELINE_TASK_QUEUE, nodeGroupTaskQueue } from '../core/task-queues';
 import type { WorkerConfig } from './config';
 import { installSdkLogging } from './logger';
@@ -97,9 +97,7 @@ export async function createPantheonWorker(
     logger: logger.child({ component: 'node-provider' }),
   });
 
-  const memoryStore = lazyMemoryStore(() =>
-    memoryConfigFromEnv({ ...process.env, QDRANT_URL: memoryQdrantUrl(stack) }),
-  );
+  const memoryStore = lazyMemoryStore(() => memoryConfigFromEnv({ ...process.env, ...memoryEnv(stack) }));
 
   const workflowSource: Partial<WorkerOptions> = options.workflowBundlePath
     ? { workflowBundle: { codePath: options.workflowBundlePath } }

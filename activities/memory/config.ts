@@ -1,4 +1,7 @@
 import { z } from 'zod';
+
+export const MEMORY_EMBEDDERS = ['e5-small-v1', 'hash-ngram-v1'] as const;
+export type MemoryEmbedderName = (typeof MEMORY_EMBEDDERS)[number];
 import { describeZodError } from '../../core/issues';
 
 // Unset and empty environment variables both mean "use the default".
@@ -13,6 +16,26 @@ const envSchema = z.object({
       .default('http://127.0.0.1:6333'),
   ),
   QDRANT_API_KEY: z.preprocess(unsetIfEmpty, z.string().optional()),
+  /**
+   * The memory server (stack/qdrant-local/server.py): embedder service, read
+   * grants for Ray tasks, knowledge graphs. Default: QDRANT_URL, where the
+   * local stack's memory server also serves Qdrant's API. With a real Qdrant
+   * at QDRANT_URL, point this at a memory server of its own.
+   */
+  PANTHEON_MEMORY_URL: z.preprocess(
+    unsetIfEmpty,
+    z
+      .string()
+      .regex(/^https?:\/\/[^\s]+$/, { error: 'must be an http:// or https:// URL' })
+      .optional(),
+  ),
+  /** `e5-small-v1` (semantic, the memory server's embedder service) or `hash-ngram-v1` (lexical, in process). */
+  PANTHEON_MEMORY_EMBEDDER: z.preprocess(unsetIfEmpty, z.enum(MEMORY_EMBEDDERS).default('e5-small-v1')),
+  /** How long a Ray task's read grant stays valid. */
+  PANTHEON_MEMORY_GRANT_SECONDS: z.preprocess(
+    unsetIfEmpty,
+    z.coerce.number().int().min(60).max(86_400).default(21_600),
+  ),
   PANTHEON_MEMORY_COLLECTION_PREFIX: z.preprocess(
     unsetIfEmpty,
     z
@@ -39,6 +62,10 @@ export interface RetentionPolicy {
 export interface MemoryConfig {
   qdrantUrl: string;
   qdrantApiKey?: string;
+  /** The memory server; its API key is QDRANT_API_KEY (the local stack's server serves both). */
+  memoryUrl: string;
+  embedder: MemoryEmbedderName;
+  grantSeconds: number;
   collectionPrefix: string;
   retention: RetentionPolicy;
 }
@@ -53,6 +80,9 @@ export function memoryConfigFromEnv(env: NodeJS.ProcessEnv = process.env): Memor
   return {
     qdrantUrl: vars.QDRANT_URL,
     qdrantApiKey: vars.QDRANT_API_KEY,
+    memoryUrl: vars.PANTHEON_MEMORY_URL ?? vars.QDRANT_URL,
+    embedder: vars.PANTHEON_MEMORY_EMBEDDER,
+    grantSeconds: vars.PANTHEON_MEMORY_GRANT_SECONDS,
     collectionPrefix: vars.PANTHEON_MEMORY_COLLECTION_PREFIX,
     retention: {
       maxPointsPerAgent: vars.PANTHEON_MEMORY_MAX_POINTS_PER_AGENT || undefined,

@@ -7,15 +7,21 @@ export interface Embedder {
   /** Stable name, part of the collection name: lowercase letters, digits and dashes. */
   readonly name: string;
   readonly dimension: number;
-  /** One vector of `dimension` finite numbers per text, in order. */
-  embed(texts: readonly string[]): Promise<number[][]>;
+  /**
+   * One vector of `dimension` finite numbers per text, in order. `kind` says
+   * whether the texts are what is searched (`passage`: memories) or what is
+   * searched with (`query`); asymmetric models such as e5 embed them differently.
+   */
+  embed(texts: readonly string[], kind: EmbedKind): Promise<number[][]>;
 }
+
+export type EmbedKind = 'query' | 'passage';
 
 export const EMBEDDER_NAME_PATTERN = /^[a-z0-9][a-z0-9-]{0,63}$/;
 
 /**
- * The offline default: feature hashing, no model and no download. It is a
- * lexical embedder — texts that share words and word fragments come out close,
+ * The lexical option (PANTHEON_MEMORY_EMBEDDER=hash-ngram-v1): feature hashing,
+ * no model, no service, no download. It is a lexical embedder — texts that share words and word fragments come out close,
  * paraphrases with different words do not. Honest name: `hash-ngram-v1`.
  *
  * The algorithm is implemented identically in Python
@@ -47,7 +53,8 @@ export class HashNgramEmbedder implements Embedder {
     }
   }
 
-  async embed(texts: readonly string[]): Promise<number[][]> {
+  /** Symmetric: queries and passages are embedded alike. */
+  async embed(texts: readonly string[], _kind?: EmbedKind): Promise<number[][]> {
     return texts.map((text) => this.embedOne(text));
   }
 

@@ -2,6 +2,9 @@ import { ApplicationFailure } from '@temporalio/common';
 import type {
   ForgetMemoryInput,
   ForgetMemoryResult,
+  OpenAgentMemoryInput,
+  OpenAgentMemoryResult,
+  RetainAgentFactsInput,
   RecallMemoryInput,
   RecallMemoryResult,
   RetainMemoryInput,
@@ -15,6 +18,8 @@ export interface MemoryActivities {
   recallMemory(input: RecallMemoryInput): Promise<RecallMemoryResult>;
   retainMemory(input: RetainMemoryInput): Promise<RetainMemoryResult>;
   forgetMemory(input: ForgetMemoryInput): Promise<ForgetMemoryResult>;
+  openAgentMemory(input: OpenAgentMemoryInput): Promise<OpenAgentMemoryResult>;
+  retainAgentFacts(input: RetainAgentFactsInput): Promise<{ stored: boolean }>;
 }
 
 /**
@@ -50,6 +55,8 @@ export function createMemoryActivities(getStore: () => Promise<MemoryStore>): Me
     recallMemory: (input) => run((store) => store.recall(input)),
     retainMemory: (input) => run((store) => store.retain(input)),
     forgetMemory: (input) => run((store) => store.forget(input)),
+    openAgentMemory: (input) => run((store) => store.openForAgent(input)),
+    retainAgentFacts: (input) => run((store) => store.retainFacts(input)),
   };
 }
 

@@ -3,6 +3,11 @@ import { z } from 'zod';
 import {
   forgetMemoryInputSchema,
   memoryMetadataSchema,
+  openAgentMemoryInputSchema,
+  retainAgentFactsInputSchema,
+  type OpenAgentMemoryInput,
+  type OpenAgentMemoryResult,
+  type RetainAgentFactsInput,
   memoryScopeSchema,
   recallMemoryInputSchema,
   retainMemoryInputSchema,
@@ -19,7 +24,10 @@ import {
   type SearchProjectMemoryInput,
 } from '../../core/schemas/memory';
 import type { MemoryConfig, RetentionPolicy } from './config';
-import { EMBEDDER_NAME_PATTERN, HashNgramEmbedder, type Embedder } from './embedder';
+import { EMBEDDER_NAME_PATTERN, HashNgramEmbedder, type EmbedKind, type Embedder } from './embedder';
+import { recallGraph, retainGraphFacts } from './graph';
+import { requestMemoryGrant, type MemoryGrant } from './grants';
+import { ServiceEmbedder } from './service-embedder';
 import { MemoryConfigError, MemoryInputError } from './errors';
 import { buildProjectSelection, buildReadFilter, matchValue, MEMORY_FIELDS } from './filters';
 import { memoryPointId } from './point-id';
@@ -54,8 +62,12 @@ export function createQdrantClient(config: Pick<MemoryConfig, 'qdrantUrl' | 'qdr
 
 export interface MemoryStoreOptions {
   client: QdrantClient;
-  /** Default: `HashNgramEmbedder` (offline, 384 dimensions). */
+  /** Default: `HashNgramEmbedder` (in process, 384 dimensions); `openMemoryStore` picks the configured one. */
   embedder?: Embedder;
+  /** The memory server that issues read grants for Ray tasks (see ./grants.ts). */
+  server?: { url: string; apiKey?: string };
+  /** How long a read grant is valid (default 6 h). */
+  grantSeconds?: number;
   collectionPrefix?: string;
   retention?: RetentionPolicy;
   /** Clock in epoch ms; tests move it to expire memories without waiting. */
@@ -96,13 +108,18 @@ function isConflict(error: unknown): boolean {
  */
 export class MemoryStore {
   readonly collection: string;
+  readonly collectionPrefix: string;
   readonly embedder: Embedder;
   readonly retention: RetentionPolicy;
   private readonly client: QdrantClient;
   private readonly now: () => number;
+  private readonly server?: { url: string; apiKey?: string };
+  private readonly grantSeconds: number;
 
   private constructor(options: MemoryStoreOptions) {
     this.client = options.client;
+    this.server = options.server;
+    this.grantSeconds = options.grantSeconds ?? 21_600;
     this.embedder = options.embedder ?? new HashNgramEmbedder();
     this.retention = options.retention ?? {};
     this.now = options.now ?? Date.now;
@@ -111,10 +128,8 @@ export class MemoryStore {
         `embedder name ${JSON.stringify(this.embedder.name)} is not ${EMBEDDER_NAME_PATTERN}`,
       );
     }
-    this.collection = memoryCollectionName(
-      options.collectionPrefix ?? DEFAULT_COLLECTION_PREFIX,
-      this.embedder,
-    );
+    this.collectionPrefix = options.collectionPrefix ?? DEFAULT_COLLECTION_PREFIX;
+    this.collection = memoryCollectionName(this.collectionPrefix, this.embedder);
   }
 
   /** Opens the store, creating its collection and indexes if missing. */
@@ -175,6 +190,7 @@ export class MemoryStore {
     const vectors = await this.embedChecked(
       request.memories.map((memory) => memory.text),
       'memories',
+      'passage',
     );
     const createdAtMs = this.now();
     const createdAt = new Date(createdAtMs).toISOString();
@@ -215,7 +231,7 @@ export class MemoryStore {
    */
   async recall(input: RecallMemoryInput): Promise<RecallMemoryResult> {
     const request = parseInput('recallMemory', recallMemoryInputSchema, input);
-    const [vector] = await this.embedChecked([request.query], 'query');
+    const [vector] = await this.embedChecked([request.query], 'query', 'query');
     const read = {
       project: request.project,
       agent: request.agent,
@@ -249,7 +265,7 @@ export class MemoryStore {
     };
     const filter = buildReadFilter(read);
     if (request.query !== undefined) {
-      const [vector] = await this.embedChecked([request.query], 'query');
+      const [vector] = await this.embedChecked([request.query], 'query', 'query');
       const response = await this.client.query(this.collection, {
         query: vector ?? [],
         filter,
@@ -312,8 +328,61 @@ export class MemoryStore {
     return this.retention.ttlMs === undefined ? undefined : this.now() - this.retention.ttlMs;
   }
 
-  private async embedChecked(texts: string[], field: string): Promise<number[][]> {
-    const vectors = await this.embedder.embed(texts);
+  /**
+   * A read grant for one agent of one project, for the agent's Ray task
+   * (ray-tasks/pantheon_runtime/memory.py): the memory server reads with the
+   * grant's project, agent and scopes only, and with this store's collection
+   * and retention.
+   */
+  async issueReadGrant(input: {
+    project: string;
+    agent: string;
+    scopes: MemoryScope[];
+  }): Promise<MemoryGrant> {
+    return requestMemoryGrant(this.requireServer(), {
+      project: input.project,
+      agent: input.agent,
+      scopes: input.scopes,
+      collectionPrefix: this.collectionPrefix,
+      embedder: this.embedder.name,
+      ...(this.retention.ttlMs !== undefined ? { ttlSeconds: Math.ceil(this.retention.ttlMs / 1000) } : {}),
+      expiresInSeconds: this.grantSeconds,
+    });
+  }
+
+  /**
+   * Everything an agent step starts with: the memories recalled for its input,
+   * the graph context of the graphs it may read, and a read grant for its task.
+   */
+  async openForAgent(input: OpenAgentMemoryInput): Promise<OpenAgentMemoryResult> {
+    const request = parseInput('openAgentMemory', openAgentMemoryInputSchema, input);
+    const server = this.requireServer();
+    const { project, agent, scopes, query } = request;
+    const [recalled, graph, grant] = await Promise.all([
+      query === undefined
+        ? { memories: [] }
+        : this.recall({ project, agent, scopes, query, topK: request.topK }),
+      query === undefined ? [] : recallGraph(server, { project, agent, scopes, query }),
+      this.issueReadGrant({ project, agent, scopes }),
+    ]);
+    return { memories: recalled.memories, graph, grant: { token: grant.token, expiresAt: grant.expiresAt } };
+  }
+
+  /** Stores facts a step returned in its agent's (private) or project's (shared) knowledge graph, once. */
+  async retainFacts(input: RetainAgentFactsInput): Promise<{ stored: boolean }> {
+    const request = parseInput('retainAgentFacts', retainAgentFactsInputSchema, input);
+    return retainGraphFacts(this.requireServer(), request);
+  }
+
+  private requireServer(): { url: string; apiKey?: string } {
+    if (this.server === undefined) {
+      throw new MemoryConfigError('this memory store has no memory server (PANTHEON_MEMORY_URL)');
+    }
+    return this.server;
+  }
+
+  private async embedChecked(texts: string[], field: string, kind: EmbedKind): Promise<number[][]> {
+    const vectors = await this.embedder.embed(texts, kind);
     const { name, dimension } = this.embedder;
     if (vectors.length !== texts.length) {
       throw new MemoryConfigError(
@@ -378,6 +447,15 @@ export class MemoryStore {
   }
 }
 
+/** The embedder the configuration names: e5 through the memory server's embedder service, or hashing in process. */
+export function configuredEmbedder(
+  config: Pick<MemoryConfig, 'embedder' | 'memoryUrl' | 'qdrantApiKey'>,
+): Embedder {
+  return config.embedder === 'hash-ngram-v1'
+    ? new HashNgramEmbedder()
+    : new ServiceEmbedder({ url: config.memoryUrl, apiKey: config.qdrantApiKey });
+}
+
 /** Opens the store the environment describes (see `memoryConfigFromEnv`). */
 export async function openMemoryStore(
   config: MemoryConfig,
@@ -387,6 +465,9 @@ export async function openMemoryStore(
     client: createQdrantClient(config),
     collectionPrefix: config.collectionPrefix,
     retention: config.retention,
+    embedder: configuredEmbedder(config),
+    server: { url: config.memoryUrl, apiKey: config.qdrantApiKey },
+    grantSeconds: config.grantSeconds,
     ...options,
   });
 }

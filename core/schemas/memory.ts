@@ -218,3 +218,85 @@ export interface RecallMemoryResult {
 export interface ForgetMemoryResult {
   deleted: number;
 }
+
+// --- knowledge-graph memory (LightRAG on the memory server)
+
+export const MAX_GRAPH_FACTS = 200;
+const graphNameSchema = z.string().trim().min(1, { error: 'must not be empty' }).max(256);
+const graphDescriptionSchema = z.string().trim().min(1, { error: 'must not be empty' }).max(4000);
+
+/**
+ * Structured facts a step returns under `facts` for its agent's knowledge
+ * graph: entities, relations between them, and the source texts they come from.
+ */
+export const graphFactsSchema = z
+  .object({
+    entities: z
+      .array(
+        z
+          .object({
+            name: graphNameSchema,
+            type: z.string().trim().min(1).max(64).optional(),
+            description: graphDescriptionSchema,
+          })
+          .strict(),
+      )
+      .max(MAX_GRAPH_FACTS)
+      .default([]),
+    relations: z
+      .array(
+        z
+          .object({
+            source: graphNameSchema,
+            target: graphNameSchema,
+            description: graphDescriptionSchema,
+            keywords: z.string().max(512).optional(),
+          })
+          .strict(),
+      )
+      .max(MAX_GRAPH_FACTS)
+      .default([]),
+    sources: z.array(memoryTextSchema).max(MAX_GRAPH_FACTS).default([]),
+  })
+  .strict()
+  .refine((facts) => facts.entities.length + facts.relations.length > 0, {
+    error: 'must hold at least one entity or relation',
+  });
+
+export type GraphFacts = z.output<typeof graphFactsSchema>;
+
+/** Graph context recalled for a step: LightRAG's entities, relations and sources, as text. */
+export interface GraphContext {
+  scope: MemoryScope;
+  context: string;
+}
+
+export const openAgentMemoryInputSchema = z
+  .object({
+    project: memoryIdentifierSchema,
+    agent: memoryIdentifierSchema,
+    scopes: memoryScopesSchema,
+    /** The step's input as a query; without one nothing is recalled, but the grant is still issued. */
+    query: memoryTextSchema.optional(),
+    topK: z.number().int().min(1).max(MAX_RECALL_TOP_K).default(DEFAULT_RECALL_TOP_K),
+  })
+  .strict();
+export type OpenAgentMemoryInput = z.input<typeof openAgentMemoryInputSchema>;
+
+/** What an agent step starts with: recalled memories, graph context and a read grant for its task. */
+export interface OpenAgentMemoryResult {
+  memories: MemoryHit[];
+  graph: GraphContext[];
+  grant: { token: string; expiresAt: number };
+}
+
+export const retainAgentFactsInputSchema = z
+  .object({
+    project: memoryIdentifierSchema,
+    agent: memoryIdentifierSchema,
+    scope: memoryScopeSchema,
+    provenance: memoryProvenanceSchema,
+    facts: graphFactsSchema,
+  })
+  .strict();
+export type RetainAgentFactsInput = z.input<typeof retainAgentFactsInputSchema>;

@@ -1,32 +1,39 @@
-"""Agent memory for Python Ray tasks: a read handle scoped to one agent of one project.
+"""Agent memory for Python Ray tasks: a read handle bound to one agent of one project by a grant.
 
-A step's task gets a ``ScopedMemory`` for reads during execution. It is scoped
-the same way as the TypeScript store (activities/memory/store.ts): every read
-filters by the project, private reads also by the agent, and only the scopes
-the agent declared can be read. Project and agent are fixed when the handle is
-made; no method takes them.
+The orchestrator, not the task, decides whose memory a step reads: before an
+agent step the worker asks the memory server for a *read grant* for the
+project and agent the workflow fixed, and the agent host builds this handle
+from it. The grant is signed by the memory server with a key only the server
+holds; every read sends it, and the server builds the isolation filter from
+the grant alone (the project, and for private memory the agent). The handle
+has no parameter for a project, an agent, a collection or a server URL: the
+URL comes from the task's environment (PANTHEON_MEMORY_URL, set by the stack
+for every Ray process), and the grant cannot be altered without the server
+refusing it.
 
-    memory = ScopedMemory(project="acme", agent="researcher", scopes=["shared", "private"])
-    for hit in memory.recall("what do we know about the supplier?", top_k=5):
-        print(hit.score, hit.text)
+    def write_report(topic, memory=None):              # the agent host passes `memory`
+        for hit in memory.recall(f"report on {topic}", top_k=3):
+            print(hit.score, hit.text)
 
-It talks to the Qdrant REST endpoint with qdrant-client in remote mode
-(QDRANT_URL, QDRANT_API_KEY) and embeds queries with ``HashNgramEmbedder``,
-the same algorithm as the TypeScript default embedder, bit for bit.
+Queries are embedded by the memory server's embedder service, the same one
+the worker used to store the memories (``e5-small-v1`` by default, or the
+hashing embedder below when the operator chose it).
 
-This is a fence against mistakes, not against hostile code: a task that builds
-its own Qdrant client can read anything the endpoint's key allows. Where agent
-code is untrusted, give each agent its own credentials (a Qdrant JWT scoped to
-the collection and, with a payload filter, to its project) instead of the
-shared key.
+The trust boundary that remains: a task runs arbitrary Python on a Ray node,
+so hostile code can talk to anything the node can reach. It cannot forge a
+grant, but it can call Qdrant's REST API directly when that API does not
+require a key it lacks. docs/memory.md explains how a keyed memory server and
+per-agent Qdrant credentials close that.
 """
 
 from __future__ import annotations
 
+import json
 import math
 import os
-import time
 import unicodedata
+import urllib.error
+import urllib.request
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Mapping, Sequence
 
@@ -35,8 +42,9 @@ MEMORY_SCOPES = ("shared", "private")
 MAX_MEMORY_TEXT_CHARS = 8000
 MAX_RECALL_TOP_K = 100
 DEFAULT_RECALL_TOP_K = 5
-DEFAULT_COLLECTION_PREFIX = "pantheon_memory"
-DEFAULT_QDRANT_URL = "http://127.0.0.1:6333"
+DEFAULT_MEMORY_URL = "http://127.0.0.1:6333"
+MEMORY_URL_ENV = "PANTHEON_MEMORY_URL"
+REQUEST_TIMEOUT_SECONDS = 30.0
 
 
 class HashNgramEmbedder:
@@ -120,8 +128,9 @@ def feature_hash(feature: str) -> int:
     return hashed
 
 
-def memory_collection_name(prefix: str, embedder: HashNgramEmbedder) -> str:
-    return f"{prefix}__{embedder.name}__{embedder.dimension}"
+def memory_collection_name(prefix: str, embedder_name: str, dimension: int = 384) -> str:
+    """One collection per embedder and dimension, as activities/memory/store.ts names it."""
+    return f"{prefix}__{embedder_name}__{dimension}"
 
 
 @dataclass(frozen=True)
@@ -139,6 +148,12 @@ class MemoryHit:
     metadata: dict[str, Any] = field(default_factory=dict)
 
 
+def check_identifier(name: str, value: Any) -> str:
+    if not isinstance(value, str) or not value or value.strip() != value or len(value) > 256:
+        raise ValueError(f"{name} must be a non-empty string of at most 256 characters without outer spaces")
+    return value
+
+
 def _check_query(query: Any) -> str:
     if not isinstance(query, str):
         raise TypeError(f"query must be a string, got {type(query).__name__}")
@@ -151,81 +166,131 @@ def _check_query(query: Any) -> str:
     return query
 
 
-def _check_identifier(name: str, value: Any) -> str:
-    if not isinstance(value, str) or not value or value.strip() != value or len(value) > 256:
-        raise ValueError(f"{name} must be a non-empty string of at most 256 characters without outer spaces")
-    return value
+def read_filter(
+    project: str, agent: str, scopes: Sequence[str], pipeline: str | None, not_before_ms: int | None
+) -> Any:
+    """The same filter as buildReadFilter in activities/memory/filters.ts (used by the memory server)."""
+    from qdrant_client import models
+
+    def match(key: str, value: str) -> Any:
+        return models.FieldCondition(key=key, match=models.MatchValue(value=value))
+
+    must: list[Any] = [match("project", project)]
+    if pipeline is not None:
+        must.append(match("pipeline", pipeline))
+    if not_before_ms is not None:
+        must.append(models.FieldCondition(key="createdAtMs", range=models.Range(gte=not_before_ms)))
+    branches = [
+        [match("scope", "shared")] if scope == "shared" else [match("scope", "private"), match("agent", agent)]
+        for scope in dict.fromkeys(scopes)
+    ]
+    if len(branches) == 1:
+        must.extend(branches[0])
+    else:
+        must.append(models.Filter(should=[models.Filter(must=branch) for branch in branches]))
+    return models.Filter(must=must)
 
 
-def _env_int(env: Mapping[str, str], name: str) -> int | None:
-    raw = env.get(name, "")
-    if raw == "":
-        return None
+def readable_hit(
+    point: Mapping[str, Any], project: str, agent: str, scopes: Sequence[str], pipeline: str | None
+) -> dict[str, Any]:
+    """A scored point as the memory hit an agent may see (camelCase, as MemoryHit in TypeScript).
+
+    Defence in depth, as in the TypeScript store: a result that breaks the
+    isolation rule means the filter or the engine is wrong, and never reaches a task."""
+    payload = point.get("payload") or {}
+    scope = payload.get("scope")
+    readable = (
+        payload.get("project") == project
+        and scope in scopes
+        and (scope == "shared" or payload.get("agent") == agent)
+        and (pipeline is None or payload.get("pipeline") == pipeline)
+    )
+    if not readable:
+        raise RuntimeError(f"memory isolation violated: point {point.get('id')} returned for a read it does not match")
+    hit = {
+        "id": str(point.get("id")),
+        "score": float(point.get("score", 0.0)),
+        "text": str(payload.get("text", "")),
+        "scope": str(scope),
+        "project": str(payload.get("project")),
+        "agent": str(payload.get("agent")),
+        "pipeline": str(payload.get("pipeline")),
+        "step": str(payload.get("step")),
+        "createdAt": str(payload.get("createdAt")),
+        "provenance": dict(payload.get("provenance") or {}),
+    }
+    if payload.get("metadata"):
+        hit["metadata"] = dict(payload["metadata"])
+    return hit
+
+
+class MemoryServiceError(RuntimeError):
+    """The memory server refused or failed a request; ``status`` is its HTTP status."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(f"memory server answered {status}: {message}")
+        self.status = status
+
+
+def memory_url(env: Mapping[str, str] | None = None) -> str:
+    env = os.environ if env is None else env
+    return (env.get(MEMORY_URL_ENV) or DEFAULT_MEMORY_URL).rstrip("/")
+
+
+def _post(path: str, body: dict[str, Any], env: Mapping[str, str] | None = None) -> Any:
+    request = urllib.request.Request(
+        memory_url(env) + path,
+        data=json.dumps(body).encode(),
+        headers={"content-type": "application/json"},
+        method="POST",
+    )
     try:
-        value = int(raw)
-    except ValueError:
-        raise ValueError(f"{name} must be an integer, got {raw!r}") from None
-    if value < 0:
-        raise ValueError(f"{name} must be 0 or more, got {value}")
-    return value or None
+        with urllib.request.urlopen(request, timeout=REQUEST_TIMEOUT_SECONDS) as response:
+            return json.loads(response.read())
+    except urllib.error.HTTPError as error:
+        text = error.read().decode(errors="replace")
+        try:
+            text = json.loads(text)["status"]["error"]
+        except (ValueError, KeyError, TypeError):
+            pass
+        raise MemoryServiceError(error.code, text) from None
+
+
+def embed(texts: Sequence[str], kind: str = "query", env: Mapping[str, str] | None = None) -> list[list[float]]:
+    """Embeds texts with the memory server's embedder service (e5): ``kind`` is
+    "query" for what is searched with and "passage" for what is searched."""
+    if kind not in ("query", "passage"):
+        raise ValueError(f"kind must be 'query' or 'passage', got {kind!r}")
+    answer = _post("/v1/embeddings", {"input": list(texts), "input_type": kind}, env)
+    return [item["embedding"] for item in sorted(answer["data"], key=lambda item: item["index"])]
 
 
 class ScopedMemory:
-    """Reads of one agent of one project. See the module docstring."""
+    """Reads of one agent of one project, as its grant allows. See the module docstring."""
 
-    def __init__(
-        self,
-        *,
-        project: str,
-        agent: str,
-        scopes: Sequence[str] = MEMORY_SCOPES,
-        url: str | None = None,
-        api_key: str | None = None,
-        collection_prefix: str | None = None,
-        ttl_seconds: int | None = None,
-        embedder: HashNgramEmbedder | None = None,
-        env: Mapping[str, str] | None = None,
-    ) -> None:
-        env = os.environ if env is None else env
-        self._project = _check_identifier("project", project)
-        self._agent = _check_identifier("agent", agent)
-        scopes = tuple(scopes)
-        unknown = [scope for scope in scopes if scope not in MEMORY_SCOPES]
-        if unknown or not scopes or len(set(scopes)) != len(scopes):
-            raise ValueError(f"scopes must be distinct values of {MEMORY_SCOPES}, got {list(scopes)}")
-        self._scopes = scopes
-        self._embedder = embedder or HashNgramEmbedder()
-        prefix = collection_prefix or env.get("PANTHEON_MEMORY_COLLECTION_PREFIX") or DEFAULT_COLLECTION_PREFIX
-        self._collection = memory_collection_name(prefix, self._embedder)
-        self._ttl_seconds = ttl_seconds if ttl_seconds is not None else _env_int(env, "PANTHEON_MEMORY_TTL_SECONDS")
-        self._url = url or env.get("QDRANT_URL") or DEFAULT_QDRANT_URL
-        self._api_key = api_key if api_key is not None else (env.get("QDRANT_API_KEY") or None)
-        self._client: Any = None
-        self._collection_exists = False
+    def __init__(self, grant: Mapping[str, Any], env: Mapping[str, str] | None = None) -> None:
+        token = grant.get("token") if isinstance(grant, Mapping) else None
+        if not isinstance(token, str) or not token:
+            raise ValueError("a memory handle needs the grant the orchestrator issued for the step")
+        self._token = token
+        self._project = str(grant.get("project", ""))
+        self._agent = str(grant.get("agent", ""))
+        self._scopes = tuple(grant.get("scopes") or MEMORY_SCOPES)
+        self._env = env
 
     @classmethod
-    def from_context(cls, context: Mapping[str, Any], **overrides: Any) -> "ScopedMemory":
-        """From a step's memory context, as the orchestrator passes it to the task:
-        ``{"project", "agent", "scopes"?, "qdrantUrl"?, "collectionPrefix"?, "ttlSeconds"?}``.
-
-        The API key is deliberately not part of the context (task arguments end up
-        in Temporal's history): it comes from QDRANT_API_KEY in the task's environment.
-        """
-        settings: dict[str, Any] = {
-            "url": context.get("qdrantUrl"),
-            "collection_prefix": context.get("collectionPrefix"),
-            "ttl_seconds": context.get("ttlSeconds"),
-        }
-        settings.update(overrides)
-        return cls(
-            project=context["project"],
-            agent=context["agent"],
-            scopes=context.get("scopes", MEMORY_SCOPES),
-            **settings,
-        )
+    def from_context(cls, context: Mapping[str, Any]) -> "ScopedMemory":
+        """From a step's memory context as the orchestrator passes it to the agent host:
+        ``{"project", "agent", "scopes", "recalled", "grant": {"token", ...}}``."""
+        grant = context.get("grant")
+        if not isinstance(grant, Mapping):
+            raise ValueError("the step's memory context carries no grant")
+        return cls({**grant, "project": context.get("project"), "agent": context.get("agent"), "scopes": context.get("scopes")})
 
     @property
     def project(self) -> str:
+        """For information only: the server reads the project from the grant."""
         return self._project
 
     @property
@@ -235,10 +300,6 @@ class ScopedMemory:
     @property
     def scopes(self) -> tuple[str, ...]:
         return self._scopes
-
-    @property
-    def collection(self) -> str:
-        return self._collection
 
     def recall(
         self,
@@ -250,97 +311,44 @@ class ScopedMemory:
         min_score: float | None = None,
     ) -> list[MemoryHit]:
         """The shared memory of the project and the agent's own private memory
-        (as far as its scopes allow) closest to ``query``, best first."""
+        (as far as the grant's scopes allow) closest to ``query``, best first."""
         _check_query(query)
-        if not isinstance(top_k, int) or not 1 <= top_k <= MAX_RECALL_TOP_K:
+        if not isinstance(top_k, int) or isinstance(top_k, bool) or not 1 <= top_k <= MAX_RECALL_TOP_K:
             raise ValueError(f"top_k must be an integer from 1 to {MAX_RECALL_TOP_K}, got {top_k!r}")
         wanted = self._scopes if scopes is None else tuple(scopes)
         refused = [scope for scope in wanted if scope not in self._scopes]
         if refused or not wanted:
             raise PermissionError(f"scopes {list(wanted)} are not within this handle's scopes {list(self._scopes)}")
         if pipeline is not None:
-            _check_identifier("pipeline", pipeline)
-
-        client = self._qdrant()
-        if not self._collection_exists:
-            # Until something is retained with this embedder there is nothing to read.
-            self._collection_exists = client.collection_exists(self._collection)
-            if not self._collection_exists:
-                return []
-        response = client.query_points(
-            collection_name=self._collection,
-            query=self._embedder.embed_one(query),
-            query_filter=self._read_filter(wanted, pipeline),
-            limit=top_k,
-            with_payload=True,
-            score_threshold=min_score,
-        )
-        return [self._readable_hit(point, wanted, pipeline) for point in response.points]
+            check_identifier("pipeline", pipeline)
+        body: dict[str, Any] = {"grant": self._token, "query": query, "topK": top_k, "scopes": list(wanted)}
+        if pipeline is not None:
+            body["pipeline"] = pipeline
+        if min_score is not None:
+            body["minScore"] = min_score
+        answer = _post("/pantheon/memory/recall", body, self._env)
+        return [
+            MemoryHit(
+                id=hit["id"],
+                score=hit["score"],
+                text=hit["text"],
+                scope=hit["scope"],
+                project=hit["project"],
+                agent=hit["agent"],
+                pipeline=hit["pipeline"],
+                step=hit["step"],
+                created_at=hit["createdAt"],
+                provenance=hit["provenance"],
+                metadata=hit.get("metadata", {}),
+            )
+            for hit in answer["result"]["memories"]
+        ]
 
     def close(self) -> None:
-        if self._client is not None:
-            self._client.close()
-            self._client = None
+        """Nothing to release (each read is one HTTP request); kept for `with` blocks."""
 
     def __enter__(self) -> "ScopedMemory":
         return self
 
     def __exit__(self, *_exc: Any) -> None:
         self.close()
-
-    def _qdrant(self) -> Any:
-        if self._client is None:
-            from qdrant_client import QdrantClient  # imported late: only tasks that read memory need it
-
-            self._client = QdrantClient(url=self._url, api_key=self._api_key, check_compatibility=False)
-        return self._client
-
-    def _read_filter(self, scopes: Sequence[str], pipeline: str | None) -> Any:
-        """The same filter as buildReadFilter in activities/memory/filters.ts."""
-        from qdrant_client import models
-
-        def match(key: str, value: str) -> Any:
-            return models.FieldCondition(key=key, match=models.MatchValue(value=value))
-
-        must: list[Any] = [match("project", self._project)]
-        if pipeline is not None:
-            must.append(match("pipeline", pipeline))
-        if self._ttl_seconds:
-            not_before_ms = int(time.time() * 1000) - self._ttl_seconds * 1000
-            must.append(models.FieldCondition(key="createdAtMs", range=models.Range(gte=not_before_ms)))
-        branches = [
-            [match("scope", "shared")] if scope == "shared" else [match("scope", "private"), match("agent", self._agent)]
-            for scope in dict.fromkeys(scopes)
-        ]
-        if len(branches) == 1:
-            must.extend(branches[0])
-        else:
-            must.append(models.Filter(should=[models.Filter(must=branch) for branch in branches]))
-        return models.Filter(must=must)
-
-    def _readable_hit(self, point: Any, scopes: Sequence[str], pipeline: str | None) -> MemoryHit:
-        payload = point.payload or {}
-        scope = payload.get("scope")
-        # Defence in depth, as in the TypeScript store: a result that breaks the
-        # isolation rule means the filter or the server is wrong.
-        readable = (
-            payload.get("project") == self._project
-            and scope in scopes
-            and (scope == "shared" or payload.get("agent") == self._agent)
-            and (pipeline is None or payload.get("pipeline") == pipeline)
-        )
-        if not readable:
-            raise RuntimeError(f"memory isolation violated: point {point.id} returned for a read it does not match")
-        return MemoryHit(
-            id=str(point.id),
-            score=float(point.score),
-            text=str(payload.get("text", "")),
-            scope=str(scope),
-            project=str(payload.get("project")),
-            agent=str(payload.get("agent")),
-            pipeline=str(payload.get("pipeline")),
-            step=str(payload.get("step")),
-            created_at=str(payload.get("createdAt")),
-            provenance=dict(payload.get("provenance") or {}),
-            metadata=dict(payload.get("metadata") or {}),
-        )

@@ -80,14 +80,20 @@ def _accepts(function: Any, name: str) -> bool:
 
 def _with_memory(function: Any, kwargs: dict, memory: Optional[dict]) -> dict:
     """Adds what the task asked for by name: `memories` (recalled before the
-    step) and `memory` (a read handle scoped to this agent of this project).
-    A task that names neither runs as if the agent kept no memory."""
+    step: vector memories, then the knowledge-graph context, each marked with
+    its `source`) and `memory` (a read handle bound to this agent of this
+    project by the step's grant). A task that names neither runs as if the
+    agent kept no memory."""
     if memory is None:
         return kwargs
     kwargs = dict(kwargs)
     if _accepts(function, "memories"):
-        kwargs["memories"] = memory.get("recalled", [])
+        recalled = [{**hit, "source": "vector"} for hit in memory.get("recalled", [])]
+        graph = [{"text": g["context"], "scope": g["scope"], "source": "graph"} for g in memory.get("graph") or []]
+        kwargs["memories"] = recalled + graph
     if _accepts(function, "memory"):
+        if not memory.get("grant"):
+            raise ValueError("the step carries no memory grant (a run started before grants); its task cannot read memory")
         kwargs["memory"] = ScopedMemory.from_context(memory)
     return kwargs
 
@@ -96,7 +102,7 @@ def run_agent(agent: str, task: str, args: list, kwargs: dict, memory: Optional[
     """Runs `task(*args, **kwargs)` for `agent`; returns its output and usage.
 
     `memory` is the step's memory context from the orchestrator
-    (`{project, agent, scopes, recalled}`), absent when the agent keeps none."""
+    (`{project, agent, scopes, recalled, graph?, grant?}`), absent when the agent keeps none."""
     if task == AGENT_HOST_TASK:
         raise TaskRefRefused(task, "is the agent host itself, which cannot be an agent's task", "kwargs.task")
     function = resolve_task(task, configured_allowlist(), "kwargs.task")

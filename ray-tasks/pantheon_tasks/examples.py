@@ -2,7 +2,10 @@
 
 They stand in for model calls with small, deterministic text work, so the
 examples run anywhere, offline, and their outputs can be asserted on. Each one
-takes and returns plain JSON, like any step.
+takes and returns plain JSON, like any step. The research agents read by
+meaning, not by spelling: sources and lenses are compared through the memory
+server's embedder service (e5, the same one agent memory uses), so "grid-scale
+batteries" finds the sources about battery storage.
 """
 
 from __future__ import annotations
@@ -10,6 +13,8 @@ from __future__ import annotations
 import hashlib
 import time
 from typing import Any, Optional
+
+from pantheon_runtime import memory as _memory
 
 # A tiny offline corpus the gatherer "searches": (title, text).
 CORPUS = [
@@ -28,6 +33,31 @@ LENSES = {
     "risk": ["risk", "warn", "delays", "tariffs", "congestion", "outages", "fire", "threaten", "supply"],
     "technology": ["solid-state", "density", "sodium-ion", "models", "cells", "recycling", "degradation", "pilot"],
 }
+# What each lens looks for, as a question to the embedder.
+LENS_QUERIES = {
+    "market": "prices, costs, demand, funding and sales in the market",
+    "risk": "risks, threats, delays, shortages, outages and safety problems",
+    "technology": "new technology, cell chemistry, energy density, research and engineering",
+}
+# A source is a finding for a lens when it uses the lens's words, is closer to
+# the lens than RELEVANT_SIMILARITY (e5 rates related texts above it), or is the
+# closest source of all (every lens reads at least its best source).
+RELEVANT_SIMILARITY = 0.82
+
+_passages: dict[str, list[float]] = {}
+
+
+def _passage_vectors(texts: list[str]) -> list[list[float]]:
+    """Passage embeddings, cached for the life of the Ray worker (the corpus does not change)."""
+    missing = [text for text in dict.fromkeys(texts) if text not in _passages]
+    if missing:
+        _passages.update(zip(missing, _memory.embed(missing, "passage")))
+    return [_passages[text] for text in texts]
+
+
+def _cosine(a: list[float], b: list[float]) -> float:
+    # e5 vectors come normalised: the dot product is the cosine.
+    return sum(x * y for x, y in zip(a, b))
 
 
 def _words(text: str) -> list[str]:
@@ -42,14 +72,14 @@ def _think(seconds: float) -> None:
 
 
 def gather_sources(topic: str, limit: int = 6, think_seconds: float = 0.2) -> list[dict]:
-    """Finds the sources most related to `topic`: id, title, text and a relevance score."""
+    """Finds the sources closest in meaning to `topic`: id, title, text and a relevance score."""
     _think(think_seconds)
-    topic_words = set(_words(topic))
+    [query] = _memory.embed([topic], "query")
+    vectors = _passage_vectors([f"{title}. {text}" for title, text in CORPUS])
     scored = []
-    for title, text in CORPUS:
-        overlap = len(topic_words & set(_words(title + " " + text)))
+    for (title, text), vector in zip(CORPUS, vectors):
         digest = hashlib.sha256(title.encode()).hexdigest()[:8]
-        scored.append({"id": digest, "title": title, "text": text, "relevance": overlap})
+        scored.append({"id": digest, "title": title, "text": text, "relevance": round(_cosine(query, vector), 4)})
     scored.sort(key=lambda s: (-s["relevance"], s["title"]))
     return scored[:limit]
 
@@ -57,27 +87,59 @@ def gather_sources(topic: str, limit: int = 6, think_seconds: float = 0.2) -> li
 def analyze(sources: list[dict], lens: str, think_seconds: float = 0.3, memories: Optional[list] = None) -> dict:
     """Reads the sources through one lens (market, risk or technology): findings and a score.
 
+    A source is a finding when it uses the lens's words, or is close to the
+    lens in meaning (or is the closest source); its signals are the lens's
+    words it uses, or the similarity when it says the same in other words.
+
     Memory: it is given what it (privately) and the project (shared) remember
-    that is closest to these sources, reports it as `recalled`, and keeps its
-    findings in its private memory for later runs."""
+    that is closest to these sources, reports it as `recalled` (and the graph
+    context as `recalledGraph`), keeps its findings in its private memory, and
+    what it learned (lens → source relations) in its private knowledge graph."""
     if lens not in LENSES:
         raise ValueError(f"unknown lens {lens!r}; one of {sorted(LENSES)}")
     _think(think_seconds)
     keywords = set(LENSES[lens])
+    [lens_query] = _memory.embed([LENS_QUERIES[lens]], "query")
+    vectors = _passage_vectors([source["text"] for source in sources])
+    similarity = [_cosine(lens_query, vector) for vector in vectors]
+    closest = max(range(len(sources)), key=lambda i: similarity[i], default=None)
     findings = []
-    for source in sources:
+    for index, source in enumerate(sources):
         hits = sorted(keywords & set(_words(source["text"])))
-        if hits:
-            findings.append({"source": source["id"], "title": source["title"], "signals": hits})
+        if not hits and index != closest and similarity[index] < RELEVANT_SIMILARITY:
+            continue
+        signals = hits or [f"{lens} similarity {similarity[index]:.2f}"]
+        findings.append({"source": source["id"], "title": source["title"], "signals": signals})
+    lens_entity = f"{lens.capitalize()} lens"
+    facts = {
+        "entities": [{"name": lens_entity, "type": "lens", "description": f"What the {lens} analyst looks for."}]
+        + [
+            {"name": f["title"], "type": "source", "description": f"A source read through the {lens} lens."}
+            for f in findings[:3]
+        ],
+        "relations": [
+            {
+                "source": lens_entity,
+                "target": f["title"],
+                "description": f"The {lens} lens found {', '.join(f['signals'])} in {f['title']}.",
+                "keywords": ", ".join(f["signals"]),
+            }
+            for f in findings[:3]
+        ],
+        "sources": [source["text"] for source in sources if source["id"] in {f["source"] for f in findings[:3]}],
+    }
     return {
         "lens": lens,
         "findings": findings,
         "score": sum(len(f["signals"]) for f in findings),
-        "recalled": [m["text"] for m in memories or []],
+        "recalled": [m["text"] for m in memories or [] if m.get("source", "vector") == "vector"],
+        "recalledGraph": [m["text"] for m in memories or [] if m.get("source") == "graph"],
         "memories": [
             {"text": f"{lens} lens on {f['title']}: {', '.join(f['signals'])}", "scope": "private"}
             for f in findings[:3]
         ],
+        # What it learned, for its knowledge graph (private: the analyst keeps private memory).
+        **({"facts": facts} if findings else {}),
     }
 
 

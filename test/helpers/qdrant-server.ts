@@ -36,6 +36,8 @@ export interface StartOptions {
   /** Keep the storage directory when stopping (default: removed if this helper made it). */
   keepStorage?: boolean;
   startTimeoutMs?: number;
+  /** More server options, e.g. `--llm-url` for graph ingestion. */
+  extraArgs?: string[];
 }
 
 /**
@@ -47,6 +49,7 @@ export function startLocalQdrantServer(options: StartOptions = {}): Promise<Loca
   const storageDir = options.storageDir ?? mkdtempSync(path.join(tmpdir(), 'pantheon-qdrant-'));
   const args = [SERVER_SCRIPT, '--host', '127.0.0.1', '--port', '0', '--storage', storageDir];
   if (options.apiKey) args.push('--api-key', options.apiKey);
+  args.push(...(options.extraArgs ?? []));
   const child = spawn(VENV_PYTHON, args, { stdio: ['ignore', 'pipe', 'pipe'] });
   let stderr = '';
   let stdout = '';

@@ -43,6 +43,7 @@ function researchSpec(project: string, name: string) {
 
 interface AnalystOutput {
   recalled: string[];
+  recalledGraph: string[];
 }
 interface WriterOutput {
   earlier: string[];
@@ -70,6 +71,11 @@ test('an agent recalls what it and its project kept in earlier pipelines, and no
   expect(second.status).toBe('succeeded');
   const recalled = outputOf<AnalystOutput>(second, 'risk').recalled;
   expect(recalled).toEqual(expect.arrayContaining([analystPrivate, reviewShared]));
+  // The facts it returned the first time come back from its knowledge graph, merged into `memories`.
+  expect(outputOf<AnalystOutput>(first, 'risk').recalledGraph).toEqual([]);
+  const graph = outputOf<AnalystOutput>(second, 'risk').recalledGraph;
+  expect(graph).toHaveLength(1);
+  expect(graph[0]).toContain('The risk lens found delays, outages, risk, supply in Port strike.');
   const earlier = outputOf<WriterOutput>(second, 'write').earlier;
   expect(earlier).toEqual([reportPrivate]);
   expect(outputOf<WriterOutput>(second, 'write').markdown).toContain(
@@ -82,6 +88,7 @@ test('an agent recalls what it and its project kept in earlier pipelines, and no
   const other = await env.runPipeline(researchSpec(otherProject, 'memory-other'));
   expect(other.status).toBe('succeeded');
   expect(outputOf<AnalystOutput>(other, 'risk').recalled).toEqual([]);
+  expect(outputOf<AnalystOutput>(other, 'risk').recalledGraph).toEqual([]);
   expect(outputOf<WriterOutput>(other, 'write').earlier).toEqual([]);
 
   // The CLI: shared memory of the project by default; an agent's private memory only when named.

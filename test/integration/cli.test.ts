@@ -82,6 +82,31 @@ describe('pantheon CLI', () => {
     expect(final).toMatchObject({ status: 'succeeded', output: { total: 2 } });
   });
 
+  test("the README's research-report finds something in every section for a paraphrased topic", async () => {
+    // Exactly the README's command: no source says "grid-scale batteries"; the
+    // agents find the battery-storage sources by meaning (e5 embeddings).
+    const result = await pantheon([
+      'run',
+      'research-report',
+      '--project',
+      uniqueId('cli-readme'),
+      '--priority',
+      '2',
+      '--input',
+      '{"topic": "grid-scale batteries"}',
+      '--json',
+    ]);
+    expect(result.code).toBe(0);
+    const final = JSON.parse(result.stdout) as { status: string; output: { markdown: string } };
+    expect(final.status).toBe('succeeded');
+    const { markdown } = final.output;
+    expect(markdown).not.toMatch(/no findings/);
+    for (const section of ['Market', 'Risk', 'Technology']) {
+      // Each section's heading is followed by at least one finding line.
+      expect(markdown).toMatch(new RegExp(`## ${section} \\(score \\d+\\)\\n- \\S`));
+    }
+  });
+
   test('a failing pipeline exits 1; invalid input exits 2 naming the field, and starts nothing', async () => {
     const failing = writeSpec({
       name: 'cli-fail',

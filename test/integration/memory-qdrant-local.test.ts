@@ -109,6 +109,17 @@ describe('collections and points through @qdrant/js-client-rest', () => {
     const found = await client.query(name, { query: [0.9, 0.1, 0], filter, limit: 5, with_payload: true });
     expect(found.points.map((p) => p.id)).toEqual([1, 2]);
     expect(found.points[0]?.payload).toEqual({ project: 'x', n: 1 });
+    // As on a Qdrant server, ordering needs a range index on the field.
+    await expect(
+      client.scroll(name, { filter, limit: 1, order_by: { key: 'n', direction: 'desc' } }),
+    ).rejects.toMatchObject({
+      status: 400,
+    });
+    await client.createPayloadIndex(name, {
+      field_name: 'n',
+      field_schema: { type: 'integer', lookup: true, range: true },
+      wait: true,
+    });
     const page = await client.scroll(name, { filter, limit: 1, order_by: { key: 'n', direction: 'desc' } });
     expect(page.points.map((p) => p.id)).toEqual([2]);
     expect(await client.count(name, { filter, exact: true })).toEqual({ count: 2 });
@@ -117,15 +128,16 @@ describe('collections and points through @qdrant/js-client-rest', () => {
     expect(await client.count(name, { exact: true })).toEqual({ count: 1 });
     const info = await client.getCollection(name);
     expect(info.config.params.vectors).toMatchObject({ size: 3, distance: 'Cosine' });
-    // Local mode ignores payload indexes; the server records and reports them as Qdrant would.
+    // The engine's own payload indexes, reported as Qdrant reports them.
     expect(info.payload_schema?.project).toMatchObject({ data_type: 'keyword', params: { is_tenant: true } });
+    expect(info.payload_schema?.n).toMatchObject({ data_type: 'integer', params: { range: true } });
     expect(await client.deleteCollection(name)).toBe(true);
     expect(await client.collectionExists(name)).toEqual({ exists: false });
   });
 });
 
 describe('with an API key', () => {
-  it('serves the memory store and the Python handle, each given the key as configured', async () => {
+  it('serves the memory store with the key, and the Python handle through a grant, without it', async () => {
     const store = await openMemoryStore(
       memoryConfigFromEnv({
         QDRANT_URL: server.url,
@@ -141,29 +153,51 @@ describe('with an API key', () => {
       provenance: { workflowId: 'w', stepId: 's', attempt: 1 },
       memories: [{ text: 'keys open the vault', scope: 'shared' }],
     });
+    const grant = await store.issueReadGrant({ project: 'acme', agent: 'b', scopes: ['shared'] });
     const script = [
-      'import json',
+      'import json, sys',
       'from pantheon_runtime.memory import ScopedMemory',
-      'memory = ScopedMemory(project="acme", agent="b")',
+      'memory = ScopedMemory.from_context(json.load(sys.stdin))',
       'print(json.dumps([hit.text for hit in memory.recall("vault keys")]))',
     ].join('\n');
-    const env = {
-      ...process.env,
-      PYTHONPATH: path.join(REPO_ROOT, 'ray-tasks'),
-      QDRANT_URL: server.url,
-      PANTHEON_MEMORY_COLLECTION_PREFIX: 'keyed',
+    // A Ray task's environment: the memory server's URL, never the key.
+    const run = (context: unknown) =>
+      spawnSync(VENV_PYTHON, ['-c', script], {
+        input: JSON.stringify(context),
+        env: {
+          ...process.env,
+          PYTHONPATH: path.join(REPO_ROOT, 'ray-tasks'),
+          PANTHEON_MEMORY_URL: server.url,
+          QDRANT_API_KEY: '',
+        },
+        encoding: 'utf8',
+      });
+    const withGrant = run({ project: 'acme', agent: 'b', scopes: ['shared'], grant });
+    expect(withGrant.stderr).toBe('');
+    expect(JSON.parse(withGrant.stdout)).toEqual(['keys open the vault']);
+    // Grants come only with the key: task code cannot mint its own.
+    expect((await call('POST', '/pantheon/memory/grants', { project: 'acme' }, null)).status).toBe(401);
+  });
+
+  it('embeds through the embedder service, e5 with its query and passage prefixes, batched', async () => {
+    const texts = [
+      'The supplier in Lyon delivers steel beams late every winter.',
+      'Our cafeteria serves pasta on Fridays.',
+    ];
+    const embed = async (input: string[], inputType: string) => {
+      const response = await call('POST', '/v1/embeddings', { input, input_type: inputType }, null);
+      expect(response.status).toBe(200);
+      return (response.json?.data as { embedding: number[] }[]).map((d) => d.embedding);
     };
-    const withKey = spawnSync(VENV_PYTHON, ['-c', script], {
-      env: { ...env, QDRANT_API_KEY: API_KEY },
-      encoding: 'utf8',
-    });
-    expect(JSON.parse(withKey.stdout)).toEqual(['keys open the vault']);
-    const withoutKey = spawnSync(VENV_PYTHON, ['-c', script], {
-      env: { ...env, QDRANT_API_KEY: '' },
-      encoding: 'utf8',
-    });
-    expect(withoutKey.status).not.toBe(0);
-    expect(withoutKey.stderr).toMatch(/401/);
+    const passages = await embed(texts, 'passage');
+    const [query] = await embed(['Which vendor ships girders behind schedule in the cold months?'], 'query');
+    expect(passages).toHaveLength(2);
+    expect(passages[0]).toHaveLength(384);
+    const dot = (a: number[], b: number[]) => a.reduce((sum, x, i) => sum + x * (b[i] ?? 0), 0);
+    expect(dot(query!, passages[0]!)).toBeGreaterThan(dot(query!, passages[1]!));
+    // The prefix matters: the same text as a query is not the same vector as a passage.
+    const [asQuery] = await embed([texts[0]!], 'query');
+    expect(dot(asQuery!, passages[0]!)).toBeLessThan(0.999);
   });
 });
 
@@ -233,13 +267,35 @@ describe('lifecycle', () => {
         wait: true,
         points: [{ id: 7, vector: [1, 2], payload: { project: 'x' } }],
       });
+      // Many more, in batches: a restart keeps every one of them.
+      const many = Array.from({ length: 2000 }, (_, i) => ({
+        id: 100 + i,
+        vector: [i % 7, 1],
+        payload: { project: `p${i % 9}` },
+      }));
+      for (let i = 0; i < many.length; i += 500) {
+        await firstClient.upsert('kept', { wait: true, points: many.slice(i, i + 500) });
+      }
       expect(await first.stopWith('SIGTERM')).toBe(0);
       expect(first.log()).toMatch(/stopped/);
 
       const second = await startLocalQdrantServer({ storageDir });
       const secondClient = new QdrantClient({ url: second.url, checkCompatibility: false });
-      const points = await secondClient.scroll('kept', { with_payload: true, with_vector: true });
+      const points = await secondClient.scroll('kept', {
+        filter: { must: [{ key: 'project', match: { value: 'x' } }] },
+        with_payload: true,
+        with_vector: true,
+      });
       expect(points.points).toMatchObject([{ id: 7, payload: { project: 'x' }, vector: [1, 2] }]);
+      expect(await secondClient.count('kept', { exact: true })).toEqual({ count: 2001 });
+      const ids = new Set<unknown>();
+      let offset: unknown = undefined;
+      do {
+        const page = await secondClient.scroll('kept', { limit: 500, offset: offset as number | undefined });
+        page.points.forEach((p) => ids.add(p.id));
+        offset = page.next_page_offset ?? undefined;
+      } while (offset !== undefined);
+      expect(ids.size).toBe(2001);
       expect((await secondClient.getCollection('kept')).payload_schema?.project).toMatchObject({
         params: { is_tenant: true },
       });

@@ -10,6 +10,7 @@ import { ApplicationFailure } from '@temporalio/common';
 import type { QdrantClient } from '@qdrant/js-client-rest';
 import { HashNgramEmbedder, type Embedder } from '../../activities/memory/embedder';
 import { MemoryConfigError, MemoryInputError } from '../../activities/memory/errors';
+import { ServiceEmbedder } from '../../activities/memory/service-embedder';
 import { createMemoryActivities } from '../../activities/memory/memory-activities';
 import {
   createQdrantClient,
@@ -249,38 +250,37 @@ describe('retention', () => {
     expect(await pointCount(store)).toBe(1);
   });
 
-  it('the Python handle never returns expired memories either', async () => {
+  it('the Python handle never returns expired memories either: the retention travels in its grant', async () => {
     const hourAgo = Date.now() - 3_600_000;
     const { store } = await openStore('ttl_python', { now: () => hourAgo });
     await store.retain(retainInput());
-    const recallFromPython = (ttlSeconds: number | null) => {
+    const recallFromPython = async (ttlSeconds: number) => {
+      // The worker's store, configured with this retention, issues the grant.
+      const { store: worker } = await openStore('ttl_python', {
+        retention: { ttlMs: ttlSeconds * 1000 },
+        server: { url: endpoint.url, apiKey: endpoint.apiKey },
+      });
+      const grant = await worker.issueReadGrant({ project: 'acme', agent: 'researcher', scopes: ['shared'] });
       const script = [
         'import json, sys',
         'from pantheon_runtime.memory import ScopedMemory',
-        'r = json.load(sys.stdin)',
-        'memory = ScopedMemory(project="acme", agent="researcher", url=r["url"], api_key=r["apiKey"],',
-        '                      collection_prefix=r["prefix"], ttl_seconds=r["ttl"])',
+        'memory = ScopedMemory.from_context(json.load(sys.stdin))',
         'json.dump([hit.text for hit in memory.recall("Rotterdam supplier")], sys.stdout)',
       ].join('\n');
       const result = spawnSync(VENV_PYTHON, ['-c', script], {
-        input: JSON.stringify({
-          url: endpoint.url,
-          apiKey: endpoint.apiKey ?? null,
-          prefix: `${prefix}_ttl_python`,
-          ttl: ttlSeconds,
-        }),
+        input: JSON.stringify({ project: 'acme', agent: 'researcher', scopes: ['shared'], grant }),
         env: {
           ...process.env,
           PYTHONPATH: path.join(REPO_ROOT, 'ray-tasks'),
-          PANTHEON_MEMORY_TTL_SECONDS: '',
+          PANTHEON_MEMORY_URL: endpoint.url,
         },
         encoding: 'utf8',
       });
       if (result.status !== 0) throw new Error(result.stderr);
       return JSON.parse(result.stdout) as string[];
     };
-    expect(recallFromPython(7200)).toEqual(['The supplier in Rotterdam ships on Tuesdays.']);
-    expect(recallFromPython(1800)).toEqual([]);
+    expect(await recallFromPython(7200)).toEqual(['The supplier in Rotterdam ships on Tuesdays.']);
+    expect(await recallFromPython(1800)).toEqual([]);
   });
 });
 
@@ -398,5 +398,76 @@ describe('the collection', () => {
     await expect(
       MemoryStore.open({ client: raw, collectionPrefix: `${prefix}_indexes` }),
     ).resolves.toBeInstanceOf(MemoryStore);
+  });
+});
+
+describe('semantic recall (e5 through the embedder service)', () => {
+  const MEMORY = 'Our accountant quit right after the audit.';
+  // Shares no content word with MEMORY: only its meaning does.
+  const PARAPHRASE = 'Which bookkeeper resigned following the financial inspection?';
+  const DISTRACTORS = [
+    'Our accountant bought a new car last spring.',
+    'The cafeteria closes at noon on Fridays.',
+    'The audit of the warehouse found missing pallets.',
+    'Marketing hired two designers for the launch.',
+  ];
+
+  async function semanticStore() {
+    const store = await MemoryStore.open({
+      client: raw,
+      collectionPrefix: `${prefix}_semantic`,
+      embedder: new ServiceEmbedder({ url: endpoint.url, apiKey: endpoint.apiKey }),
+      server: { url: endpoint.url, apiKey: endpoint.apiKey },
+    });
+    await store.retain(
+      retainInput({
+        memories: [MEMORY, ...DISTRACTORS].map((text) => ({ text, scope: 'shared' as const })),
+      }),
+    );
+    return store;
+  }
+
+  it('a paraphrase sharing no content word recalls the memory first, through the recall activity', async () => {
+    const store = await semanticStore();
+    expect(store.collection).toBe(`${prefix}_semantic__e5-small-v1__384`);
+    const { recallMemory } = createMemoryActivities(async () => store);
+    const { memories } = await recallMemory({ project: 'acme', agent: 'researcher', query: PARAPHRASE });
+    expect(memories[0]?.text).toBe(MEMORY);
+  });
+
+  it('and through the Python handle, which embeds with the same service', async () => {
+    const store = await semanticStore();
+    const grant = await store.issueReadGrant({ project: 'acme', agent: 'researcher', scopes: ['shared'] });
+    const script = [
+      'import json, sys',
+      'from pantheon_runtime.memory import ScopedMemory',
+      'r = json.load(sys.stdin)',
+      'memory = ScopedMemory.from_context(r["context"])',
+      'json.dump([hit.text for hit in memory.recall(r["query"], top_k=5)], sys.stdout)',
+    ].join('\n');
+    const result = spawnSync(VENV_PYTHON, ['-c', script], {
+      input: JSON.stringify({
+        context: { project: 'acme', agent: 'researcher', scopes: ['shared'], grant },
+        query: PARAPHRASE,
+      }),
+      env: {
+        ...process.env,
+        PYTHONPATH: path.join(REPO_ROOT, 'ray-tasks'),
+        PANTHEON_MEMORY_URL: endpoint.url,
+      },
+      encoding: 'utf8',
+    });
+    expect(result.stderr).toBe('');
+    expect((JSON.parse(result.stdout) as string[])[0]).toBe(MEMORY);
+  });
+
+  it('keeps e5 vectors apart from hashing vectors: one collection per embedder', async () => {
+    const semantic = await semanticStore();
+    const lexical = await MemoryStore.open({ client: raw, collectionPrefix: `${prefix}_semantic` });
+    expect(lexical.collection).toBe(`${prefix}_semantic__hash-ngram-v1__384`);
+    expect(lexical.collection).not.toBe(semantic.collection);
+    expect(
+      (await lexical.recall({ project: 'acme', agent: 'researcher', query: PARAPHRASE })).memories,
+    ).toEqual([]);
   });
 });

@@ -5,7 +5,7 @@
  */
 import { ApplicationFailure } from '@temporalio/common';
 import { defineAgent } from '../../core/agents';
-import { memoriesToRetain } from '../../workflows/pipeline/agent-memory';
+import { factsToRetain, memoriesToRetain } from '../../workflows/pipeline/agent-memory';
 
 const both = defineAgent({
   name: 'both',
@@ -72,4 +72,49 @@ test('malformed memories are refused, naming the field', () => {
     /output\.memories\[0\]\.scope: /,
   );
   expect(refusal(both, { memories: [{ text: 'x', extra: 1 }] }).message).toMatch(/output\.memories\[0\]/);
+});
+
+describe('facts for the knowledge graph', () => {
+  const facts = {
+    entities: [{ name: 'Forgeworks', description: 'Steel supplier in Lyon.' }],
+    relations: [{ source: 'Mireille', target: 'Forgeworks', description: 'Mireille owns Forgeworks.' }],
+  };
+
+  test('outputs without facts keep none', () => {
+    for (const output of [null, 'text', ['a'], { memories: [] }])
+      expect(factsToRetain(both, output)).toBeUndefined();
+  });
+
+  test('facts go to the private graph when the agent keeps one, else to shared, or where they say', () => {
+    expect(factsToRetain(both, { facts })).toEqual({
+      scope: 'private',
+      facts: { ...facts, sources: [] },
+    });
+    expect(factsToRetain(sharedOnly, { facts })?.scope).toBe('shared');
+    expect(factsToRetain(both, { facts: { ...facts, scope: 'shared' } })?.scope).toBe('shared');
+  });
+
+  test.each([
+    [{ facts: { entities: [], relations: [] } }, /output\.facts: must hold at least one entity or relation/],
+    [{ facts: { entities: [{ name: '', description: 'x' }] } }, /output\.facts\.entities(\.0|\[0\])\.name/],
+    [{ facts: { ...facts, weight: 3 } }, /output\.facts/],
+    [
+      { facts: { ...facts, scope: 'private' } },
+      /output\.facts\.scope: "private" is not one of the agent's memory scopes/,
+    ],
+  ])('malformed facts are refused for good, naming the field: %j', (output, message) => {
+    const agent = (output.facts as { scope?: string }).scope === 'private' ? sharedOnly : both;
+    let refusal: unknown;
+    try {
+      factsToRetain(agent, output);
+    } catch (error) {
+      refusal = error;
+    }
+    expect(refusal).toBeInstanceOf(ApplicationFailure);
+    expect(refusal).toMatchObject({
+      nonRetryable: true,
+      type: 'AgentMemoryInvalid',
+      message: expect.stringMatching(message),
+    });
+  });
 });

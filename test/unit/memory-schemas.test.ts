@@ -144,10 +144,13 @@ describe('MemoryInputError', () => {
 });
 
 describe('memoryConfigFromEnv', () => {
-  it('defaults to the local Qdrant, a 10,000-point limit per agent and no expiry', () => {
+  it('defaults to the local memory server, the e5 embedder, a 10,000-point limit per agent and no expiry', () => {
     expect(memoryConfigFromEnv({})).toEqual({
       qdrantUrl: 'http://127.0.0.1:6333',
       qdrantApiKey: undefined,
+      memoryUrl: 'http://127.0.0.1:6333',
+      embedder: 'e5-small-v1',
+      grantSeconds: 21_600,
       collectionPrefix: 'pantheon_memory',
       retention: { maxPointsPerAgent: 10_000, ttlMs: undefined },
     });
@@ -160,10 +163,16 @@ describe('memoryConfigFromEnv', () => {
         QDRANT_API_KEY: 'secret',
         PANTHEON_MEMORY_MAX_POINTS_PER_AGENT: '0',
         PANTHEON_MEMORY_TTL_SECONDS: '3600',
+        PANTHEON_MEMORY_URL: 'http://memory.internal:6333',
+        PANTHEON_MEMORY_EMBEDDER: 'hash-ngram-v1',
+        PANTHEON_MEMORY_GRANT_SECONDS: '600',
       }),
     ).toEqual({
       qdrantUrl: 'https://qdrant.example:6333',
       qdrantApiKey: 'secret',
+      memoryUrl: 'http://memory.internal:6333',
+      embedder: 'hash-ngram-v1',
+      grantSeconds: 600,
       collectionPrefix: 'pantheon_memory',
       retention: { maxPointsPerAgent: undefined, ttlMs: 3_600_000 },
     });
@@ -173,6 +182,9 @@ describe('memoryConfigFromEnv', () => {
     expect(() => memoryConfigFromEnv({ QDRANT_URL: 'localhost:6333' })).toThrow(/QDRANT_URL/);
     expect(() => memoryConfigFromEnv({ PANTHEON_MEMORY_TTL_SECONDS: '-1' })).toThrow(
       /PANTHEON_MEMORY_TTL_SECONDS/,
+    );
+    expect(() => memoryConfigFromEnv({ PANTHEON_MEMORY_EMBEDDER: 'word2vec' })).toThrow(
+      /PANTHEON_MEMORY_EMBEDDER/,
     );
   });
 });

@@ -12,8 +12,17 @@
  * `{ workflowId, stepId, attempt }`; point ids derive from content and
  * provenance without the attempt, so a retried step overwrites its own writes.
  *
- * Isolation is the store's (every read filtered by project, private reads also
- * by agent); here an agent may only write to the scopes it declared.
+ * With the grant patch, one activity opens the step's memory: the recalled
+ * memories, the context of the knowledge graphs the agent may read, and a read
+ * grant the memory server signed for exactly this project, agent and scopes —
+ * the task's `memory` handle reads with it and cannot widen it. Facts the task
+ * returns under `facts` (`{ entities, relations, sources?, scope? }`) go into
+ * the agent's (private) or the project's (shared) knowledge graph, once per
+ * step however often it is retried.
+ *
+ * Isolation is the store's and the memory server's (every read filtered by
+ * project, private reads also by agent; graphs kept apart by storage); here an
+ * agent may only write to the scopes it declared.
  */
 import type { AgentTaskMemory } from '../../core/agent-host';
 import { ApplicationFailure, patched, proxyActivities, workflowInfo } from '@temporalio/workflow';
@@ -21,11 +30,14 @@ import { z } from 'zod';
 import type { MemoryActivities } from '../../activities/memory/memory-activities';
 import type { AgentDefinition } from '../../core/agents';
 import {
+  graphFactsSchema,
   MAX_MEMORIES_PER_RETAIN,
   memoryMetadataSchema,
   memoryQueryFromStepInput,
   memoryScopeSchema,
   memoryTextSchema,
+  type GraphFacts,
+  type MemoryHit,
   type MemoryScope,
   type MemoryToRetain,
 } from '../../core/schemas/memory';
@@ -33,10 +45,12 @@ import { describeZodError } from '../../core/issues';
 
 /** Runs started before memory was wired in replay without it. */
 export const AGENT_MEMORY_PATCH = 'agent-memory-lifecycle';
+/** Runs started before grants and knowledge graphs recall and retain without them. */
+export const AGENT_MEMORY_GRANT_PATCH = 'agent-memory-grant-graph';
 /** How many memories an agent step is given before it runs. */
 export const AGENT_RECALL_TOP_K = 5;
 
-const { recallMemory, retainMemory } = proxyActivities<MemoryActivities>({
+const { recallMemory, retainMemory, openAgentMemory, retainAgentFacts } = proxyActivities<MemoryActivities>({
   startToCloseTimeout: '30 seconds',
   retry: { maximumAttempts: 5, initialInterval: '500 milliseconds' },
 });
@@ -62,26 +76,22 @@ export async function recallForAgentStep(
   if (!usesMemory(context.agent)) return undefined;
   const scopes = [...context.agent.memory];
   const query = memoryQueryFromStepInput({ args: inputs.args, kwargs: inputs.kwargs });
+  const base = { project: context.project, agent: context.agent.name, scopes };
+  if (patched(AGENT_MEMORY_GRANT_PATCH)) {
+    const opened = await openAgentMemory({
+      ...base,
+      topK: AGENT_RECALL_TOP_K,
+      ...(query !== undefined && { query }),
+    });
+    return { ...base, recalled: opened.memories.map(asRecalled), graph: opened.graph, grant: opened.grant };
+  }
   const { memories } =
-    query === undefined
-      ? { memories: [] }
-      : await recallMemory({
-          project: context.project,
-          agent: context.agent.name,
-          query,
-          scopes,
-          topK: AGENT_RECALL_TOP_K,
-        });
-  const recalled = memories.map(({ text, scope, agent, pipeline, step, createdAt, score }) => ({
-    text,
-    scope,
-    agent,
-    pipeline,
-    step,
-    createdAt,
-    score,
-  }));
-  return { project: context.project, agent: context.agent.name, scopes, recalled };
+    query === undefined ? { memories: [] } : await recallMemory({ ...base, query, topK: AGENT_RECALL_TOP_K });
+  return { ...base, recalled: memories.map(asRecalled) };
+}
+
+function asRecalled({ text, scope, agent, pipeline, step, createdAt, score }: MemoryHit) {
+  return { text, scope, agent, pipeline, step, createdAt, score };
 }
 
 // A bare text is short for `{ text }`; read so, an error names the exact field (`[0].scope`, not just `[0]`).
@@ -127,6 +137,41 @@ export function memoriesToRetain(agent: AgentDefinition, output: unknown): Memor
   });
 }
 
+// Facts for the knowledge graph: the graph's own schema, plus the scope they go to.
+const returnedFactsSchema = z
+  .object({ scope: memoryScopeSchema.optional() })
+  .catchall(z.unknown())
+  .transform(({ scope, ...facts }) => ({ scope, facts }));
+
+/**
+ * The facts an agent's output asks to keep in its knowledge graph, with the
+ * scope they go to (as for memories: private when the agent keeps private
+ * memory). Undefined when the output has no `facts`. Throws non-retryably,
+ * naming the field, on malformed facts or an undeclared scope.
+ */
+export function factsToRetain(
+  agent: AgentDefinition,
+  output: unknown,
+): { scope: MemoryScope; facts: GraphFacts } | undefined {
+  if (typeof output !== 'object' || output === null || Array.isArray(output) || !('facts' in output))
+    return undefined;
+  const invalid = (detail: string) =>
+    ApplicationFailure.nonRetryable(
+      `agent ${agent.name} returned invalid facts: ${detail}`,
+      'AgentMemoryInvalid',
+    );
+  const split = returnedFactsSchema.safeParse((output as { facts: unknown }).facts);
+  if (!split.success) throw invalid(describeZodError(split.error, 'output.facts'));
+  const facts = graphFactsSchema.safeParse(split.data.facts);
+  if (!facts.success) throw invalid(describeZodError(facts.error, 'output.facts'));
+  const scope = split.data.scope ?? (agent.memory.includes('private') ? 'private' : 'shared');
+  if (!agent.memory.includes(scope))
+    throw invalid(
+      `output.facts.scope: "${scope}" is not one of the agent's memory scopes (${agent.memory.join(', ') || 'none'})`,
+    );
+  return { scope, facts: facts.data };
+}
+
 /** Writes what the agent chose to remember from its output; `attempt` is the Ray step's attempt that produced it. */
 export async function retainAfterAgentStep(
   context: AgentStepMemoryContext,
@@ -135,17 +180,29 @@ export async function retainAfterAgentStep(
 ): Promise<void> {
   if (!usesMemory(context.agent)) return;
   const memories = memoriesToRetain(context.agent, output);
-  if (memories.length === 0) return;
-  await retainMemory({
+  const provenance = {
+    workflowId: workflowInfo().workflowId,
+    stepId: context.stepId,
+    attempt: Math.max(1, attempt),
+  };
+  if (memories.length > 0) {
+    await retainMemory({
+      project: context.project,
+      agent: context.agent.name,
+      pipeline: context.pipeline,
+      step: context.stepId,
+      provenance,
+      memories,
+    });
+  }
+  if (!patched(AGENT_MEMORY_GRANT_PATCH)) return;
+  const facts = factsToRetain(context.agent, output);
+  if (facts === undefined) return;
+  await retainAgentFacts({
     project: context.project,
     agent: context.agent.name,
-    pipeline: context.pipeline,
-    step: context.stepId,
-    provenance: {
-      workflowId: workflowInfo().workflowId,
-      stepId: context.stepId,
-      attempt: Math.max(1, attempt),
-    },
-    memories,
+    scope: facts.scope,
+    provenance,
+    facts: facts.facts,
   });
 }
