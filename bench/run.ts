@@ -26,118 +26,25 @@ import type { PipelineResult, PipelineSpecInput } from '../core/schemas/pipeline
 import { PIPELINE_TASK_QUEUE } from '../core/task-queues';
 import { BARE_WORKFLOW_QUEUE } from './bare/workflows';
 import { runToEnd, startChild, type BenchChild } from './lib/children';
-import { cpuSnapshot, machineInfo, type MachineInfo } from './lib/machine';
+import { cpuSnapshot, machineInfo } from './lib/machine';
 import { renderMarkdown } from './lib/report';
 import { httpJson } from './lib/http-json';
 import { rayAuthHeaders } from '../stack/ray-auth';
-import { childPids, PeakMemorySampler, readMemory, type MemoryReading, type MemoryTarget } from './lib/rss';
+import { childPids, PeakMemorySampler, readMemory, type MemoryTarget } from './lib/rss';
 import { median, round, summarize, type LatencySummary } from './lib/stats';
+import {
+  PROFILES,
+  summarizeResult,
+  type BenchProfile,
+  type BenchResult,
+  type FanoutFigures,
+} from './lib/result';
 
 const log = (msg: string) => process.stderr.write(`[bench] ${msg}\n`);
-
-/** How much of each case a run does. Quick: the same cases, fewer samples. */
-export interface BenchProfile {
-  name: 'full' | 'quick';
-  overheadWarmup: number;
-  overheadSamples: number;
-  jobWarmup: number;
-  jobSamples: number;
-  rayWarmup: number;
-  raySamples: number;
-  fanoutSteps: number;
-  sleepFanoutSteps: number;
-  sleepSeconds: number;
-  fanoutRepeats: number;
-  /** A small fan-out of each kind runs once, untimed, before the timed ones. */
-  fanoutWarmupSteps: number;
-  memoryPoints: number;
-}
-
-const PROFILES: Record<'full' | 'quick', BenchProfile> = {
-  full: {
-    name: 'full',
-    overheadWarmup: 10,
-    overheadSamples: 100,
-    jobWarmup: 2,
-    jobSamples: 10,
-    rayWarmup: 20,
-    raySamples: 200,
-    fanoutSteps: 1000,
-    sleepFanoutSteps: 100,
-    sleepSeconds: 0.1,
-    fanoutRepeats: 1,
-    fanoutWarmupSteps: 50,
-    memoryPoints: 100_000,
-  },
-  quick: {
-    name: 'quick',
-    overheadWarmup: 3,
-    overheadSamples: 25,
-    jobWarmup: 1,
-    jobSamples: 2,
-    rayWarmup: 10,
-    raySamples: 50,
-    fanoutSteps: 200,
-    sleepFanoutSteps: 50,
-    sleepSeconds: 0.1,
-    fanoutRepeats: 1,
-    fanoutWarmupSteps: 20,
-    memoryPoints: 10_000,
-  },
-};
 
 const JOB_POLL_MS = 50;
 const ECHO_TASK = 'pantheon_tasks.testkit:echo';
 const SLEEP_TASK = 'pantheon_tasks.testkit:sleep';
-
-export interface FanoutFigures {
-  steps: number;
-  repeats: number;
-  makespansS: number[];
-  /** Median over the repeats. */
-  makespanS: number;
-  stepsPerS: number;
-}
-
-export interface BenchResult {
-  version: 1;
-  startedAt: string;
-  finishedAt: string;
-  durationS: number;
-  profile: BenchProfile;
-  machine: MachineInfo;
-  load: { loadAvg1Start: number; loadAvg1End: number; cpuBusyShare: number };
-  stack: {
-    startedByBench: boolean;
-    stateDir: string;
-    temporal: string;
-    ray: string;
-    rayNodes: number;
-    rayCpus: number;
-  };
-  worker: { launch: string };
-  notes: string[];
-  stepOverhead?: {
-    pipeline: LatencySummary;
-    bareActivity: LatencySummary;
-    rawRay: LatencySummary;
-    jobPerStep: LatencySummary;
-  };
-  fanout?: {
-    noop: { pipeline: FanoutFigures; bareActivity: FanoutFigures; rawRay: FanoutFigures };
-    sleep: { sleepS: number; pipeline: FanoutFigures; bareActivity: FanoutFigures; rawRay: FanoutFigures };
-  };
-  memory?: {
-    idle: MemoryReading;
-    underFanout: MemoryReading;
-    bareWorker: { idle: number; underFanout: number };
-  };
-  agentMemory?: Record<string, unknown>;
-  autoscalerSim?: Record<string, unknown>;
-  autoscaler?: Record<string, unknown>;
-  errors: Record<string, string>;
-  summary: Record<string, number | boolean | string | null>;
-}
 
 function parseArgs(argv: string[]): { profile: BenchProfile; outDir: string; withAutoscaler: boolean } {
   const quick = argv.includes('--quick');
@@ -566,80 +473,6 @@ async function autoscalerCase(
   if (typeof run !== 'function')
     return { notAvailable: 'bench/autoscaler.ts does not export runAutoscalerBench(options)' };
   return run({ stack: config, quick: profile.name === 'quick' });
-}
-
-function num(record: Record<string, unknown> | undefined, key: string): number | null {
-  const value = record?.[key];
-  return typeof value === 'number' && Number.isFinite(value) ? value : null;
-}
-
-function summarizeResult(r: BenchResult): BenchResult['summary'] {
-  const s = r.stepOverhead;
-  const f = r.fanout;
-  const m = r.memory;
-  const stepOverheadP50Ms = s?.pipeline.p50 ?? null;
-  const bareActivityP50Ms = s?.bareActivity.p50 ?? null;
-  const jobPerStepP50Ms = s?.jobPerStep.p50 ?? null;
-  const fanoutStepsPerS = f?.noop.pipeline.stepsPerS ?? null;
-  const bareFanoutStepsPerS = f?.noop.bareActivity.stepsPerS ?? null;
-  const workerRssMb = m?.underFanout.worker?.rssMb ?? null;
-  const stackIdle = m
-    ? Object.entries(m.idle).filter(([n]) => !['worker', 'bridge', 'bareWorker'].includes(n))
-    : [];
-  const summary: BenchResult['summary'] = {
-    profile: r.profile.name,
-    stepOverheadP50Ms,
-    stepOverheadP95Ms: s?.pipeline.p95 ?? null,
-    stepOverheadP99Ms: s?.pipeline.p99 ?? null,
-    bareActivityP50Ms,
-    rawRayP50Ms: s?.rawRay.p50 ?? null,
-    jobPerStepP50Ms,
-    fanoutStepsPerS,
-    fanoutMakespanS: f?.noop.pipeline.makespanS ?? null,
-    bareFanoutStepsPerS,
-    rawRayFanoutStepsPerS: f?.noop.rawRay.stepsPerS ?? null,
-    sleepFanoutMakespanS: f?.sleep.pipeline.makespanS ?? null,
-    bareSleepFanoutMakespanS: f?.sleep.bareActivity.makespanS ?? null,
-    rawRaySleepFanoutMakespanS: f?.sleep.rawRay.makespanS ?? null,
-    workerRssMb: workerRssMb === null ? null : round(workerRssMb, 0),
-    workerIdleRssMb: m?.idle.worker ? round(m.idle.worker.rssMb, 0) : null,
-    bridgeRssMb: m?.underFanout.bridge ? round(m.underFanout.bridge.rssMb, 0) : null,
-    stackIdleRssMb:
-      stackIdle.length > 0
-        ? round(
-            stackIdle.reduce((sum, [, v]) => sum + v.rssMb, 0),
-            0,
-          )
-        : null,
-    autoscaleReactionS: num(r.autoscaler, 'autoscaleReactionS'),
-    idleReclaimS: num(r.autoscaler, 'idleReclaimS'),
-    // Measured on the live stack when that benchmark ran, simulated otherwise (autoscalerRatiosFrom says which).
-    nodeSecondsRatio: num(r.autoscaler, 'nodeSecondsRatio') ?? num(r.autoscalerSim, 'nodeSecondsRatio'),
-    makespanRatio: num(r.autoscaler, 'makespanRatio') ?? num(r.autoscalerSim, 'makespanRatio'),
-    autoscalerRatiosFrom:
-      num(r.autoscaler, 'nodeSecondsRatio') !== null ? 'live' : r.autoscalerSim ? 'simulation' : null,
-    recallP50Ms: num(r.agentMemory, 'recallP50Ms'),
-    recallP99Ms: num(r.agentMemory, 'recallP99Ms'),
-    memoryPoints: num(r.agentMemory, 'points'),
-    loadAvg1: r.load.loadAvg1End,
-    errorCount: Object.keys(r.errors).length,
-  };
-  summary.goalStepOverheadMet =
-    stepOverheadP50Ms !== null && bareActivityP50Ms !== null
-      ? stepOverheadP50Ms <= bareActivityP50Ms + 5
-      : null;
-  summary.goalFanoutMet =
-    fanoutStepsPerS !== null && bareFanoutStepsPerS !== null
-      ? fanoutStepsPerS >= 0.8 * bareFanoutStepsPerS
-      : null;
-  summary.jobOverheadRatio =
-    stepOverheadP50Ms !== null && jobPerStepP50Ms !== null
-      ? round(jobPerStepP50Ms / stepOverheadP50Ms, 1)
-      : null;
-  summary.goalJobRatioMet =
-    summary.jobOverheadRatio === null ? null : (summary.jobOverheadRatio as number) >= 50;
-  summary.goalWorkerRssMet = workerRssMb === null ? null : workerRssMb <= 200;
-  return summary;
 }
 
 /** The dispatcher host's warning that the dispatcher predates it (its steps then start a new worker process each). */

@@ -1,5 +1,5 @@
 /** The Markdown table of a benchmark run (bench/run.ts). Pure. */
-import type { BenchResult, FanoutFigures } from '../run';
+import type { BenchResult, FanoutFigures } from './result';
 import type { LatencySummary } from './stats';
 
 const fmt = (x: number | null | undefined, digits = 1) =>
