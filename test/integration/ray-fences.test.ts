@@ -164,6 +164,10 @@ describe('attach only to the same work', () => {
     // Other work holds the key (a different run, still running) when the pipeline's step asks for it.
     const holder = await submitDirectly(key, 'pantheon_tasks.testkit:sleep', [60]);
     expect(holder.refused).toBeUndefined();
+    // Ray's state API lists a task about a second after it starts: see it before the pipeline asks.
+    await waitUntil('the holder task listed by Ray', async () =>
+      (await listRayTasksNamed(env.config.ray.dashboardUrl, key)).length === 1 ? true : undefined,
+    );
     try {
       const handle = await env.startPipeline(
         {
