@@ -109,16 +109,21 @@ describe('worker configuration', () => {
   });
 
   test('the test kit is on the default allowlist only when Ray is on loopback', () => {
+    // A remote Ray is reached with its token (workers/config.ts refuses one without).
+    const remote = { RAY_AUTH_MODE: 'token', RAY_AUTH_TOKEN: 'a-token' };
     expect(loadWorkerConfig({ RAY_ADDRESS: '127.0.0.1:6379' }).allowedTaskPackages).toEqual([
       'pantheon_tasks.examples',
       'pantheon_tasks.testkit',
     ]);
-    expect(loadWorkerConfig({ RAY_ADDRESS: 'ray-head.prod.svc:6379' }).allowedTaskPackages).toEqual([
-      'pantheon_tasks.examples',
-    ]);
     expect(
-      loadWorkerConfig({ RAY_ADDRESS: 'ray-head:6379', PANTHEON_ALLOWED_TASK_PACKAGES: 'mypkg.tasks' })
-        .allowedTaskPackages,
+      loadWorkerConfig({ ...remote, RAY_ADDRESS: 'ray-head.prod.svc:6379' }).allowedTaskPackages,
+    ).toEqual(['pantheon_tasks.examples']);
+    expect(
+      loadWorkerConfig({
+        ...remote,
+        RAY_ADDRESS: 'ray-head:6379',
+        PANTHEON_ALLOWED_TASK_PACKAGES: 'mypkg.tasks',
+      }).allowedTaskPackages,
     ).toEqual(['mypkg.tasks']);
     expect(() => loadWorkerConfig({ PANTHEON_ALLOWED_TASK_PACKAGES: 'pantheon_tasks._private' })).toThrow(
       /PANTHEON_ALLOWED_TASK_PACKAGES/,
