@@ -11,7 +11,8 @@ import { startTestEnv, type TestEnv } from '../helpers/test-env';
 
 let env: TestEnv;
 beforeAll(async () => {
-  env = await startTestEnv();
+  // A result limit below the spec's step-input limit (256 KB), so an oversize output can be sent as an input.
+  env = await startTestEnv({ env: { PANTHEON_MAX_RESULT_BYTES: '100000' } });
 });
 afterAll(async () => {
   await env?.close();
