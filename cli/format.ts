@@ -83,5 +83,11 @@ export function usageTable(result: PipelineResult): string {
 }
 
 export function header(result: PipelineResult, workflowId: string): string {
-  return `${result.name} (${workflowId}) · project ${result.project} · priority ${result.priority} · ${result.status}`;
+  const line = `${result.name} (${workflowId}) · project ${result.project} · priority ${result.priority} · ${result.status}`;
+  if (result.omitted === undefined) return line;
+  // The result was made lighter to fit one Temporal payload: say what is missing, and the counts.
+  const counts = Object.entries(result.stepCounts ?? {})
+    .map(([status, n]) => `${n} ${status}`)
+    .join(', ');
+  return `${line}\nleft out: ${result.omitted}${counts ? `\nsteps: ${counts}` : ''}`;
 }

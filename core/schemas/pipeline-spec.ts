@@ -310,8 +310,13 @@ export interface PipelineResult {
   /** What a code-defined pipeline returned. */
   output?: unknown;
   usage: UsageReport;
-  /** Set when step outputs were left out to keep the result under Temporal's payload limit: says why. */
-  outputsOmitted?: string;
+  /**
+   * Set when parts were left out to keep the result under Temporal's payload limit: says what and why.
+   * Each part left out is still in history (a step's output is its activity's result).
+   */
+  omitted?: string;
+  /** Set when some step records were left out (see `omitted`): how many steps ended in each status. */
+  stepCounts?: Partial<Record<StepStatus, number>>;
 }
 
 /**
@@ -320,25 +325,93 @@ export interface PipelineResult {
  */
 export const MAX_RESULT_BYTES = 1_500_000;
 
+/** The steps whose records say most when not all fit: what failed, and what is under way. */
+const TELLING_STATUSES: ReadonlySet<StepStatus> = new Set(['failed', 'cancelled', 'running', 'queued']);
+
+/** The longest error message a compact step record keeps. */
+const COMPACT_ERROR_CHARS = 500;
+
+/** A step record with only what says how it went: status, attempts, error, node and timings. */
+function compactStep(step: StepResult): StepResult {
+  const compact: StepResult = { status: step.status, attempts: step.attempts };
+  if (step.error)
+    compact.error = { type: step.error.type, message: step.error.message.slice(0, COMPACT_ERROR_CHARS) };
+  if (step.agent !== undefined) compact.agent = step.agent;
+  if (step.node !== undefined) compact.node = step.node;
+  if (step.queuedMs !== undefined) compact.queuedMs = step.queuedMs;
+  if (step.runningMs !== undefined) compact.runningMs = step.runningMs;
+  return compact;
+}
+
+function countByStatus(result: PipelineResult): Partial<Record<StepStatus, number>> {
+  const counts: Partial<Record<StepStatus, number>> = {};
+  for (const id of result.stepOrder) {
+    const status = result.steps[id]!.status;
+    counts[status] = (counts[status] ?? 0) + 1;
+  }
+  return counts;
+}
+
+function mapSteps(
+  result: PipelineResult,
+  keep: (step: StepResult) => boolean,
+  shape: (step: StepResult) => StepResult,
+): Pick<PipelineResult, 'stepOrder' | 'steps'> {
+  const steps: Record<string, StepResult> = Object.create(null);
+  const stepOrder = result.stepOrder.filter((id) => keep(result.steps[id]!));
+  for (const id of stepOrder) steps[id] = shape(result.steps[id]!);
+  return { stepOrder, steps };
+}
+
 /**
- * The result as it may be returned: whole when it fits, else without the steps' outputs (each step's
- * status, attempts, timings and errors stay; outputs are read with `pantheon output`), and without the
- * pipeline's own output if even that is not enough. Pure and deterministic.
+ * The result as it may be returned: whole when it fits, else lighter one tier at a time until it does:
+ * (1) without the steps' outputs (read with `pantheon output`); (2) without the pipeline's own output;
+ * (3) compact step records and no per-step usage; (4) only the steps that failed, were cancelled or
+ * are under way, with `stepCounts`; (5) no step records, only `stepCounts`. `omitted` names the tier and the size that
+ * forced it. Pure and deterministic; with bounded names (SPEC_LIMITS) the last tier always fits.
  */
 export function boundedResult(result: PipelineResult, maxBytes: number = MAX_RESULT_BYTES): PipelineResult {
   const bytes = JSON.stringify(result).length;
   if (bytes <= maxBytes) return result;
-  const steps: Record<string, StepResult> = Object.create(null);
-  for (const [id, step] of Object.entries(result.steps)) {
+  const why = `the whole result takes ${bytes} bytes, more than ${maxBytes}`;
+  const { output: _pipelineOutput, ...withoutPipelineOutput } = result;
+  const withoutOutput = (step: StepResult): StepResult => {
     const { output: _output, ...rest } = step;
-    steps[id] = rest;
-  }
-  const lighter: PipelineResult = {
-    ...result,
-    steps,
-    outputsOmitted: `step outputs are left out: with them the result takes ${bytes} bytes, more than ${maxBytes}`,
+    return rest;
   };
-  if (JSON.stringify(lighter).length <= maxBytes) return lighter;
-  const { output: _output, ...withoutOutput } = lighter;
-  return { ...withoutOutput, outputsOmitted: `${lighter.outputsOmitted}; so is the pipeline's own output` };
+  const compactUsage: UsageReport = { ...result.usage, steps: {} };
+  const counts = countByStatus(result);
+  const tiers: Array<() => PipelineResult> = [
+    () => ({ ...result, ...mapSteps(result, () => true, withoutOutput), omitted: `step outputs: ${why}` }),
+    () => ({
+      ...withoutPipelineOutput,
+      ...mapSteps(result, () => true, withoutOutput),
+      omitted: `step outputs and the pipeline's own output: ${why}`,
+    }),
+    () => ({
+      ...withoutPipelineOutput,
+      ...mapSteps(result, () => true, compactStep),
+      usage: compactUsage,
+      omitted: `outputs, step details (compact records kept) and per-step usage: ${why}`,
+    }),
+    () => ({
+      ...withoutPipelineOutput,
+      ...mapSteps(result, (step) => TELLING_STATUSES.has(step.status), compactStep),
+      usage: compactUsage,
+      stepCounts: counts,
+      omitted: `outputs, per-step usage and the records of steps that succeeded, were skipped or wait (see stepCounts): ${why}`,
+    }),
+  ];
+  for (const tier of tiers) {
+    const lighter = tier();
+    if (JSON.stringify(lighter).length <= maxBytes) return lighter;
+  }
+  return {
+    ...withoutPipelineOutput,
+    stepOrder: [],
+    steps: {},
+    usage: compactUsage,
+    stepCounts: counts,
+    omitted: `outputs, per-step usage and every step record (see stepCounts): ${why}`,
+  };
 }

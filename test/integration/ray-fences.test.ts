@@ -236,7 +236,13 @@ describe('finished entries live as long as their workflow', () => {
       expect(await bridge.call('status', { key: stepKey(closed.workflowId, 'a') })).toBeNull();
       expect(await bridge.call('status', { key: openKey })).toMatchObject({ state: 'succeeded' });
     } finally {
+      // Cancelling the workflow stops b's Ray task; wait for that, or its CPU stays taken for the next file.
       await open.cancel();
+      const sleeperKey = stepKey(open.workflowId, 'b');
+      await waitUntil(`${sleeperKey} to stop`, async () => {
+        const entry = await bridge.call<{ state: string } | null>('status', { key: sleeperKey });
+        return entry === null || !['pending', 'running'].includes(entry.state) ? true : undefined;
+      });
     }
   });
 });

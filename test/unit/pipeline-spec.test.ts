@@ -13,6 +13,7 @@ import {
   pipelineSpecSchema,
   stepSpecSchema,
   type PipelineResult,
+  type StepResult,
   type StepSpec,
 } from '../../core/schemas/pipeline-spec';
 import { AGENT_HOST_TASK } from '../../core/agent-host';
@@ -219,25 +220,53 @@ describe('DAG planning', () => {
 });
 
 describe('boundedResult: a result always fits a Temporal payload', () => {
-  const result = (outputBytes: number, steps: number): PipelineResult => ({
+  const usage = (steps: number): PipelineResult['usage'] => ({
+    steps: Object.fromEntries(
+      Array.from({ length: steps }, (_, i) => [
+        `s${i}`,
+        {
+          cpuSeconds: 1,
+          cpuSecondsMeasured: false,
+          attempts: 1,
+          temporalQueueMs: 1,
+          rayQueueMs: 1,
+          runningMs: 1,
+        },
+      ]),
+    ),
+    agents: {},
+    totals: { steps, attempts: steps, cpuSeconds: 0, runningMs: 0, temporalQueueMs: 0, rayQueueMs: 0 },
+  });
+  const result = (
+    outputBytes: number,
+    steps: number,
+    step: (i: number) => Partial<StepResult> = () => ({}),
+    id: (i: number) => string = (i) => `s${i}`,
+  ): PipelineResult => ({
     name: 'big',
     project: 'acme',
     priority: 3,
     status: 'succeeded',
-    stepOrder: Array.from({ length: steps }, (_, i) => `s${i}`),
+    stepOrder: Array.from({ length: steps }, (_, i) => id(i)),
     steps: Object.fromEntries(
       Array.from({ length: steps }, (_, i) => [
-        `s${i}`,
-        { status: 'succeeded' as const, attempts: 1, output: 'x'.repeat(outputBytes) },
+        id(i),
+        { status: 'succeeded' as const, attempts: 1, output: 'x'.repeat(outputBytes), ...step(i) },
       ]),
     ),
     output: 'y'.repeat(outputBytes),
-    usage: {
-      steps: {},
-      agents: {},
-      totals: { steps: 0, attempts: 0, cpuSeconds: 0, runningMs: 0, temporalQueueMs: 0, rayQueueMs: 0 },
-    },
+    usage: usage(steps),
   });
+  const fits = (r: PipelineResult) => expect(JSON.stringify(r).length).toBeLessThanOrEqual(MAX_RESULT_BYTES);
+  const detailed = (i: number): Partial<StepResult> => ({
+    nodes: ['n'.repeat(56), 'm'.repeat(56)],
+    tries: [{ attempt: 1, outcome: 'succeeded', node: 'n'.repeat(56), memoryMb: 512 }],
+    resources: { cpus: 1, memoryMb: 512 },
+    scheduledAtMs: 1e12 + i,
+    startedAtMs: 1e12 + i,
+    finishedAtMs: 1e12 + i,
+  });
+  const longId = (i: number) => `${'step-'.repeat(24)}${String(i).padStart(6, '0')}`;
 
   test('a small result is returned whole', () => {
     const small = result(10, 3);
@@ -246,17 +275,55 @@ describe('boundedResult: a result always fits a Temporal payload', () => {
 
   test('16 outputs of 150 KB: the outputs are left out, every step and status kept, and it says so', () => {
     const bounded = boundedResult(result(150_000, 16));
-    expect(JSON.stringify(bounded).length).toBeLessThanOrEqual(MAX_RESULT_BYTES);
+    fits(bounded);
     expect(Object.keys(bounded.steps)).toHaveLength(16);
     expect(bounded.steps.s0).toEqual({ status: 'succeeded', attempts: 1 });
-    expect(bounded.outputsOmitted).toMatch(/step outputs are left out/);
+    expect(bounded.omitted).toMatch(/^step outputs: the whole result takes \d+ bytes/);
     expect(bounded.output).toBe('y'.repeat(150_000));
+    expect(bounded.usage.steps.s0).toBeDefined();
   });
 
   test('a pipeline output too large on its own is left out too', () => {
     const bounded = boundedResult(result(1_600_000, 1));
-    expect(JSON.stringify(bounded).length).toBeLessThanOrEqual(MAX_RESULT_BYTES);
+    fits(bounded);
     expect(bounded.output).toBeUndefined();
-    expect(bounded.outputsOmitted).toMatch(/so is the pipeline's own output/);
+    expect(bounded.omitted).toMatch(/^step outputs and the pipeline's own output/);
+  });
+
+  test('6,000 detailed step records: compact records of every step, no per-step usage', () => {
+    const bounded = boundedResult(result(8, 6_000, detailed));
+    fits(bounded);
+    expect(bounded.stepOrder).toHaveLength(6_000);
+    expect(bounded.steps.s5999).toEqual({ status: 'succeeded', attempts: 1 });
+    expect(bounded.usage.steps).toEqual({});
+    expect(bounded.usage.totals.steps).toBe(6_000);
+    expect(bounded.omitted).toMatch(/^outputs, step details \(compact records kept\)/);
+    expect(bounded.stepCounts).toBeUndefined();
+  });
+
+  test('6,000 steps with the longest ids: only the failed steps keep a record', () => {
+    const failEvery100 = (i: number): Partial<StepResult> =>
+      i % 100 === 0
+        ? { status: 'failed', error: { type: 'Boom', message: 'e'.repeat(5_000) } }
+        : { status: 'succeeded' };
+    const bounded = boundedResult(result(8, 6_000, failEvery100, longId));
+    fits(bounded);
+    expect(bounded.stepCounts).toEqual({ succeeded: 5_940, failed: 60 });
+    expect(bounded.stepOrder).toHaveLength(60);
+    expect(bounded.stepOrder[1]).toBe(longId(100));
+    expect(bounded.steps[longId(100)]!.error!.message).toHaveLength(500);
+    expect(bounded.omitted).toMatch(/records of steps that succeeded, were skipped or wait \(see stepCounts\)/);
+  });
+
+  test('6,000 failed steps with the longest ids and long errors: counts only, and it still fits', () => {
+    const failed = (): Partial<StepResult> => ({
+      status: 'failed',
+      error: { type: 'Boom', message: 'e'.repeat(5_000) },
+    });
+    const bounded = boundedResult(result(8, 6_000, failed, longId));
+    fits(bounded);
+    expect(bounded.stepOrder).toEqual([]);
+    expect(bounded.stepCounts).toEqual({ failed: 6_000 });
+    expect(bounded.omitted).toMatch(/every step record \(see stepCounts\)/);
   });
 });
