@@ -8,7 +8,7 @@ import { execFileSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { REPO_ROOT } from '../stack/config';
-import { pauseSignal, resumeSignal, statusQuery, stopSignal } from '../workflows/autoscaler/autoscaler';
+import { pauseSignal, resumeSignal, statusQuery, stopSignal } from '../core/messages/autoscaler';
 import { PIPELINE_TASK_QUEUE } from '../core/task-queues';
 import { startTestEnv, uniqueId, waitUntil } from '../test/helpers/test-env';
 

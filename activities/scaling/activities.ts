@@ -1,6 +1,6 @@
 /**
  * The autoscaler's two activities, run by the pipeline worker for the
- * autoscaler workflow (workflows/autoscaler.ts):
+ * autoscaler workflow (workflows/autoscaler/autoscaler.ts):
  *
  * - `observeCluster`: per node group, Temporal's backlog of the group's task
  *   queue, the group's nodes as its provider lists them, and Ray's view of

@@ -11,7 +11,7 @@ import { z } from 'zod';
 import { listRayNodes, type RayNode } from '../../stack/ray-cluster-state';
 import { listLocalNodes, stopLocalNode } from '../../stack/ray-nodes';
 import { loadNodeGroups, loadStackConfig, REPO_ROOT } from '../../stack/config';
-import type { AutoscalerStatus, AutoscalerSummary } from '../../workflows/autoscaler/autoscaler';
+import type { AutoscalerStatus, AutoscalerSummary } from '../../core/messages/autoscaler';
 import { NODE_GROUP_LABEL, type NodeGroup } from '../../core/schemas/node-groups';
 import type { AutoscalerInputRaw } from '../../core/schemas/autoscaler';
 import { PIPELINE_TASK_QUEUE } from '../../core/task-queues';

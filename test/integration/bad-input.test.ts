@@ -6,7 +6,7 @@
  * running pipeline as it was. None of them leaves a workflow in a
  * workflow-task failure loop.
  */
-import { WorkflowFailedError, WorkflowUpdateFailedError, type WorkflowHandle } from '@temporalio/client';
+import { WorkflowUpdateFailedError, type WorkflowHandle } from '@temporalio/client';
 import {
   addStepUpdate,
   cancelStepUpdate,
@@ -14,6 +14,7 @@ import {
   setStepResourcesUpdate,
 } from '../../core/messages/pipeline';
 import { startTestEnv, type TestEnv } from '../helpers/test-env';
+import { failureCause } from '../helpers/workflow-failure';
 
 const ECHO = 'pantheon_tasks.testkit:echo';
 const SLEEP = 'pantheon_tasks.testkit:sleep';
@@ -193,13 +194,7 @@ async function stepActivities(handle: WorkflowHandle): Promise<string[]> {
 describe('bad specs close the workflow at once, naming the field, and reach nothing', () => {
   test.each(badSpecs)('%s', async (_label, spec, field) => {
     const handle = await env.startPipeline(spec);
-    const err = await handle.result().catch((e: unknown) => e);
-    expect(err).toBeInstanceOf(WorkflowFailedError);
-    const cause = (err as WorkflowFailedError).cause as {
-      message?: string;
-      type?: string;
-      nonRetryable?: boolean;
-    };
+    const cause = await failureCause(handle);
     expect(cause.type).toBe('InvalidPipelineSpec');
     expect(cause.nonRetryable).toBe(true);
     expect(cause.message).toMatch(field);

@@ -16,6 +16,7 @@ import { loadStackConfig, rayProcessEnv } from '../../stack/config';
 import { INHERITED_ENV_KEYS } from '../../stack/processes';
 import { recordFigures } from '../helpers/figures';
 import { startTestEnv, uniqueId, waitUntil, type TestEnv } from '../helpers/test-env';
+import { failureCause } from '../helpers/workflow-failure';
 import { rayAuthHeaders } from '../../stack/ray-auth';
 
 const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'pantheon-job-'));
@@ -113,14 +114,7 @@ describe('without a job policy (the default)', () => {
   test('a job step is refused before anything runs, saying how to enable job mode', async () => {
     expect(env.config.jobPolicy).toBeNull();
     const job = jobPipeline(env, `${env.config.python} ${script} ok`);
-    const handle = await job.start();
-    const err = await handle.result().catch((e: unknown) => e);
-    expect(err).toBeInstanceOf(WorkflowFailedError);
-    const cause = (err as WorkflowFailedError).cause as {
-      message?: string;
-      type?: string;
-      nonRetryable?: boolean;
-    };
+    const cause = await failureCause(await job.start());
     expect(cause.type).toBe('InvalidPipelineSpec');
     expect(cause.nonRetryable).toBe(true);
     expect(cause.message).toMatch(/steps\[0\]\.job: job mode is off: .*PANTHEON_JOB_ENTRYPOINTS/);
@@ -175,8 +169,7 @@ describe('with an in-process worker', () => {
       `${env.config.python} -c "print(1)"`,
     ]) {
       const job = jobPipeline(env, entrypoint);
-      const err = await (await job.start()).result().catch((e: unknown) => e);
-      const cause = (err as WorkflowFailedError).cause as { message?: string; type?: string };
+      const cause = await failureCause(await job.start());
       expect(cause.type).toBe('InvalidPipelineSpec');
       expect(cause.message).toMatch(
         /steps\[0\]\.job\.entrypoint: entrypoint .* matches none of the entrypoints allowed/,

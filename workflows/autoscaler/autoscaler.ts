@@ -56,18 +56,6 @@ import {
   type ScaleEvent,
 } from '../../core/schemas/autoscaler';
 
-export { AUTOSCALER_WORKFLOW_ID } from '../../core/schemas/autoscaler';
-export {
-  configureUpdate,
-  pauseSignal,
-  resumeSignal,
-  statusQuery,
-  stopSignal,
-  type AutoscalerStatus,
-  type AutoscalerSummary,
-  type TickRecord,
-} from '../../core/messages/autoscaler';
-
 const { observeCluster, applyScaling } = proxyActivities<AutoscalerActivities>({
   startToCloseTimeout: '1 minute',
   // No retries underneath the loop: the next tick observes again and decides again.
