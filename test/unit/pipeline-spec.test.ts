@@ -312,7 +312,9 @@ describe('boundedResult: a result always fits a Temporal payload', () => {
     expect(bounded.stepOrder).toHaveLength(60);
     expect(bounded.stepOrder[1]).toBe(longId(100));
     expect(bounded.steps[longId(100)]!.error!.message).toHaveLength(500);
-    expect(bounded.omitted).toMatch(/records of steps that succeeded, were skipped or wait \(see stepCounts\)/);
+    expect(bounded.omitted).toMatch(
+      /records of steps that succeeded, were skipped or wait \(see stepCounts\)/,
+    );
   });
 
   test('6,000 failed steps with the longest ids and long errors: counts only, and it still fits', () => {
