@@ -365,10 +365,11 @@ function mapSteps(
 
 /**
  * The result as it may be returned: whole when it fits, else lighter one tier at a time until it does:
- * (1) without the steps' outputs (read with `pantheon output`); (2) without the pipeline's own output;
- * (3) compact step records and no per-step usage; (4) only the steps that failed, were cancelled or
- * are under way, with `stepCounts`; (5) no step records, only `stepCounts`. `omitted` names the tier and the size that
- * forced it. Pure and deterministic; with bounded names (SPEC_LIMITS) the last tier always fits.
+ * (1) without the steps' outputs (each is its activity's result in history); (2) without the
+ * pipeline's own output; (3) compact step records and no per-step usage; (4) only the steps that
+ * failed, were cancelled or are under way, with `stepCounts`; (5) no step records, only
+ * `stepCounts`. `omitted` names the tier and the size that forced it. Pure and deterministic; with
+ * bounded names (SPEC_LIMITS) the last tier always fits.
  */
 export function boundedResult(result: PipelineResult, maxBytes: number = MAX_RESULT_BYTES): PipelineResult {
   const bytes = JSON.stringify(result).length;
