@@ -4,6 +4,11 @@
  * stack, including live updates and a fallback.
  *
  *   npx tsx scripts/stack.ts up && npx tsx scripts/record-histories.ts
+ *   npx tsx scripts/record-histories.ts --only pipeline-dag,research-report --suffix=-history-budget
+ *
+ * `--only` saves just the named recordings and `--suffix` saves them under new
+ * names: how a history recorded before a `patched()` change is kept beside one
+ * recorded after it, so both paths keep replaying.
  *
  * Re-record when a workflow changes on purpose (and version it with
  * `patched()` if runs of the old code may still be open); never to silence a
@@ -12,6 +17,7 @@
 import { execFileSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
+import { parseArgs } from 'node:util';
 import type { WorkflowHandle } from '@temporalio/client';
 import { loadStackConfig, localRayClientEnv, REPO_ROOT } from '../stack/config';
 import { agentPerformanceWorkflowId } from '../core/messages/agent-performance';
@@ -27,8 +33,17 @@ const OUT_DIR = path.join(REPO_ROOT, 'test', 'replay', 'histories');
 const SLEEP = 'pantheon_tasks.testkit:sleep';
 const ECHO = 'pantheon_tasks.testkit:echo';
 
+const { values: options } = parseArgs({
+  options: { only: { type: 'string' }, suffix: { type: 'string', default: '' } },
+});
+const only = options.only === undefined ? undefined : new Set(options.only.split(','));
+const saved = new Set<string>();
+
 /** The history in the Temporal CLI's JSON form (`temporal workflow show --output json`), which SDKs replay from. */
-async function save(name: string, handle: WorkflowHandle, address: string): Promise<void> {
+async function save(recording: string, handle: WorkflowHandle, address: string): Promise<void> {
+  if (only !== undefined && !only.has(recording)) return;
+  saved.add(recording);
+  const name = `${recording}${options.suffix}`;
   const json = execFileSync(
     path.join(REPO_ROOT, '.venv', 'bin', 'temporal'),
     ['workflow', 'show', '--workflow-id', handle.workflowId, '--address', address, '--output', 'json'],
@@ -145,6 +160,8 @@ async function main(): Promise<void> {
   } finally {
     await env.close();
   }
+  const unknown = [...(only ?? [])].filter((name) => !saved.has(name));
+  if (unknown.length > 0) throw new Error(`--only names no recording: ${unknown.join(', ')}`);
 }
 
 main().catch((err: unknown) => {

@@ -12,6 +12,7 @@ import { z } from 'zod';
 import { jobPolicySchema, DEFAULT_JOB_RUNTIME_ENV_KEYS, type JobPolicy } from '../core/schemas/job-policy';
 import { defaultAllowedTaskModules, MODULE_NAME_PATTERN } from '../core/schemas/task-ref';
 import { describeZodError } from '../core/issues';
+import { HISTORY_LIMITS } from '../core/history-budget';
 import { isLoopbackHost, rayAddressHost, rayAuthToken } from '../stack/ray-auth';
 
 const REPO_ROOT = path.resolve(__dirname, '..');
@@ -71,13 +72,16 @@ const workerEnvSchema = z.object({
   PANTHEON_JOB_RUNTIME_ENV_KEYS: z.string().default(DEFAULT_JOB_RUNTIME_ENV_KEYS.join(',')),
   /** How often the worker releases the dispatcher's entries of closed workflows (activities/ray/dispatcher-retention.ts). */
   PANTHEON_DISPATCHER_SWEEP_MS: z.coerce.number().int().min(1_000).default(300_000),
-  /** Largest step output returned inline, in bytes; well under Temporal's 2 MB payload limit. */
+  /**
+   * Largest step output returned inline, in bytes. Never above what a pipeline's history budget
+   * reserves for one output (core/history-budget.ts): a larger one could push a run past 50 MB.
+   */
   PANTHEON_MAX_RESULT_BYTES: z.coerce
     .number()
     .int()
     .min(1024)
-    .max(1_500_000)
-    .default(256 * 1024),
+    .max(HISTORY_LIMITS.maxStepOutputBytes)
+    .default(HISTORY_LIMITS.maxStepOutputBytes),
   PANTHEON_STATUS_POLL_MS: z.coerce.number().int().min(100).default(1_000),
   /** A step attempt still running after this long tells its pipeline it started (workers/step-start-notifier.ts). */
   PANTHEON_START_SIGNAL_DELAY_MS: z.coerce.number().int().min(0).default(500),
@@ -93,7 +97,7 @@ const workerEnvSchema = z.object({
     .number()
     .int()
     .min(256)
-    .max(64 * 1024)
+    .max(HISTORY_LIMITS.maxJobLogTailBytes)
     .default(4_096),
   /**
    * How often the worker reads Ray's node list to size its admission gate. Often: a node that joins

@@ -6,6 +6,7 @@ that tests outside the project rely on: keep them stable.
 
 from __future__ import annotations
 
+import json
 import os
 import time
 from typing import Any
@@ -16,6 +17,18 @@ import ray
 def echo(value: Any) -> Any:
     """Returns its argument."""
     return value
+
+
+def text(length: int, fill: str = "x") -> str:
+    """Returns `fill` repeated to `length` characters: a large output from a small input."""
+    if length < 0 or not fill:
+        raise ValueError("length must be at least 0 and fill must not be empty")
+    return (fill * (length // len(fill) + 1))[:length]
+
+
+def measure(value: Any) -> int:
+    """Returns how many characters its argument takes as JSON: a small output from a large input."""
+    return len(json.dumps(value))
 
 
 def sleep(seconds: float, value: Any = None) -> Any:

@@ -14,7 +14,8 @@ export const TEST_LOG_DIR_ENV = 'PANTHEON_TEST_LOG_DIR';
 /** The log file of the test file that is running (same name plus `.log`), if tests log to files. */
 export function testLogFile(): string | undefined {
   const dir = process.env[TEST_LOG_DIR_ENV];
-  const testPath = expect.getState().testPath;
+  // Scripts (scripts/record-histories.ts) use the test environment outside jest.
+  const testPath = typeof expect === 'undefined' ? undefined : expect.getState().testPath;
   if (!dir || !testPath) return undefined;
   return path.join(dir, `${path.basename(testPath)}.log`);
 }

@@ -38,6 +38,7 @@ import {
 } from '../../core/messages/pipeline';
 import { pipelineIdentitySchema } from '../../core/schemas/pipeline-spec';
 import { PipelineRun } from './run';
+import { jsonBytes } from '../../core/history-budget';
 import {
   stepIdSchema,
   retrySchema,
@@ -218,7 +219,7 @@ export async function runCodePipeline(
   });
 
   await run.load();
-  run.begin();
+  run.begin(jsonBytes(start));
   let output: unknown;
   try {
     output = await declaration.body(new PipelineSteps(run, envelope.data.project), input.data);

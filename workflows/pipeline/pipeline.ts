@@ -34,6 +34,7 @@ import {
   type StepResourcesChanged,
 } from '../../core/messages/pipeline';
 import { invalidUpdate, parseUpdateInput, PipelineRun } from './run';
+import { jsonBytes } from '../../core/history-budget';
 import {
   SPEC_LIMITS,
   type PipelineResult,
@@ -90,7 +91,7 @@ export function pipelineWorkflow(agents: AgentCatalog): (input: unknown) => Prom
     setHandler(cancelStepUpdate, (raw) => run.cancelStep(raw), {
       validator: (raw) => run.validateCancelStep(raw),
     });
-    await dag.plan();
+    await dag.plan(jsonBytes(input));
     setHandler(setStepResourcesUpdate, (raw) => dag.setStepResources(raw), {
       validator: (raw) => dag.validateSetStepResources(raw),
     });
@@ -158,17 +159,21 @@ class DagPipeline {
 
   addStep(raw: unknown): StepAdded {
     const { step } = parseUpdateInput(addStepInputSchema, raw);
+    this.run.recordUpdate(raw);
     this.steps.push(step);
     this.run.records.declare(step.id, step.agent);
     return { stepId: step.id, dependsOn: dependenciesOf(step) };
   }
 
-  /** Reads the node groups (once, recorded in history), refuses a spec that cannot be placed, starts. */
-  async plan(): Promise<void> {
+  /**
+   * Reads the node groups (once, recorded in history), refuses a spec that cannot be placed, starts;
+   * `inputBytes` is what the spec takes in history.
+   */
+  async plan(inputBytes: number): Promise<void> {
     this.context = await this.run.load();
     const plan = planSteps({ steps: this.steps }, this.context, this.agents);
     if (!plan.ok) throw invalidSpec(plan.issues);
-    this.run.begin();
+    this.run.begin(inputBytes);
   }
 
   /** Starts every step whose dependencies have succeeded, until every step is final. */

@@ -13,6 +13,7 @@ import {
   CancellationScope,
   isCancellation,
   log,
+  patched,
   proxyActivities,
   proxyLocalActivities,
   setCurrentDetails,
@@ -33,8 +34,19 @@ import {
 } from '../../core/messages/pipeline';
 import { chooseNodeGroup } from '../../core/placement';
 import {
+  agentStepRecordedBytes,
+  HISTORY_LIMITS,
+  jsonBytes,
+  runBaseBytes,
+  stepReservationBytes,
+  taskStepRecordedBytes,
+  type StepOutcome,
+} from '../../core/history-budget';
+import { HISTORY_BUDGET_PATCH, HistoryLedger } from './history-ledger';
+import {
   boundedResult,
   FINAL_STEP_STATUSES,
+  MAX_RESULT_BYTES,
   type AgentPerformanceSummary,
   type PipelineIdentity,
   type PipelineResult,
@@ -102,6 +114,8 @@ export class PipelineRun {
   private readonly stepScopes = new Map<string, CancellationScope>();
   private readonly observed = new Map<string, Promise<AgentPerformanceSummary | null>>();
   private readonly observedSnapshot: Record<string, AgentPerformanceSummary | null> = Object.create(null);
+  /** What this run has put into its history, and what its steps in flight may still add (begin() opens it). */
+  private ledger = new HistoryLedger(false, 0);
 
   /** The workflow wires its message handlers to this run's methods (`onAttemptStarted`, `setPriority`, …). */
   constructor(
@@ -117,7 +131,13 @@ export class PipelineRun {
     return this.context;
   }
 
-  begin(): void {
+  /** Marks the pipeline running; `inputBytes` is what its start input takes in history. */
+  begin(inputBytes: number): void {
+    // Runs started before the history budget replay without it: no step waits for room or is refused for size.
+    this.ledger = new HistoryLedger(
+      patched(HISTORY_BUDGET_PATCH),
+      runBaseBytes(inputBytes, MAX_RESULT_BYTES),
+    );
     upsertSearchAttributes({
       PantheonProject: [this.identity.project],
       PantheonPipeline: [this.identity.name],
@@ -136,6 +156,11 @@ export class PipelineRun {
 
   get nodeGroups() {
     return this.context.nodeGroups;
+  }
+
+  /** An update's argument went into history (and its outcome will): the budget counts it. */
+  recordUpdate(raw: unknown): void {
+    this.ledger.record(jsonBytes(raw) + HISTORY_LIMITS.activityOverheadBytes);
   }
 
   /**
@@ -166,11 +191,21 @@ export class PipelineRun {
       nodeGroups: this.context.nodeGroups,
     });
     const activityId = stepActivityId(step.id);
+    const kind = step.job !== undefined ? 'job' : 'task';
+    // What the step's activity is given: its resolved inputs, or the job's description.
+    const inputBytes = jsonBytes(kind === 'job' ? step.job : inputs);
     try {
       const group = this.groupFor(step.id, allocation);
-      this.records.markQueued(step.id, activityId, allocation);
-      const out = await executeStep(step, inputs, { group, priority: this.priority, activityId });
-      return this.records.succeed(step.id, activityId, out);
+      const room = await this.ledger.reserve(step.id, inputBytes, stepReservationBytes(kind, inputBytes));
+      let outcome: StepOutcome = { succeeded: false };
+      try {
+        this.records.markQueued(step.id, activityId, allocation);
+        const out = await executeStep(step, inputs, { group, priority: this.priority, activityId });
+        outcome = { succeeded: true, output: out.output };
+        return this.records.succeed(step.id, activityId, out);
+      } finally {
+        this.ledger.settle(room, taskStepRecordedBytes(kind, inputBytes, outcome));
+      }
     } catch (err) {
       return this.records.failOrCancel(step.id, activityId, err);
     }
@@ -211,74 +246,93 @@ export class PipelineRun {
           stepId: step.id,
           agent,
         };
-        const memory = await recallForAgentStep(memoryContext, inputs);
-        const group = this.groupFor(step.id, allocation);
-        this.records.markQueued(step.id, activityId, allocation, agent.name);
-        if (observed?.meanDurationMs != null)
-          this.records.results[step.id]!.expectedRunningMs = observed.meanDurationMs;
-        const hostStep: StepSpec = {
-          // A fallback is a different Ray step: the dispatcher must not attach it to the primary's failure.
-          id: fallbackAgent === undefined ? step.id : `${step.id}~${fallbackAgent}`,
-          task: AGENT_HOST_TASK,
-          args: [],
-          kwargs: agentHostKwargs(agent.name, agent.task, inputs, memory),
-          dependsOn: [],
-          resources: allocation.resources,
-          retry: step.retry ?? agent.retry,
-          timeoutSeconds: step.timeoutSeconds ?? agent.timeoutSeconds,
-          nonRetryableErrors: step.nonRetryableErrors,
-        };
+        const inputBytes = jsonBytes(inputs);
+        const room = await this.ledger.reserve(
+          step.id,
+          inputBytes,
+          stepReservationBytes('agent', inputBytes),
+        );
+        let memoryBytes = 0;
+        let hostInputBytes = inputBytes;
+        let outcome: StepOutcome = { succeeded: false };
         try {
-          const out = await executeStep(
-            hostStep,
-            { args: [], kwargs: hostStep.kwargs },
-            {
-              group,
-              priority: this.priority,
-              activityId,
-              summary: `${step.id}: agent ${agent.name}${fallbackAgent ? ' (fallback)' : ''}`,
-            },
-          );
-          const host = agentHostOutputSchema.safeParse(out.output);
-          if (!host.success)
-            throw ApplicationFailure.nonRetryable(
-              `agent host returned an unexpected shape: ${describeZodError(host.error, 'output')}`,
-              'AgentHostOutputInvalid',
-            );
-          const declaredOutput = agent.output?.safeParse(host.data.output);
-          if (declaredOutput && !declaredOutput.success)
-            throw ApplicationFailure.nonRetryable(
-              `agent ${agent.name} returned an output its declaration does not allow: ${describeZodError(declaredOutput.error, 'output')}`,
-              'AgentOutputInvalid',
-            );
-          // Remembered before the step counts as done: a malformed `memories` fails the agent like bad output.
-          await retainAfterAgentStep(memoryContext, host.data.output, out.attempts);
-          const result = this.records.succeed(step.id, activityId, { ...out, output: host.data.output });
-          result.cpuSeconds = host.data.usage.cpuSeconds;
-          result.peakMemoryMb = host.data.usage.peakMemoryMb;
-          await this.report(agent, step.id, result);
-          return result;
-        } catch (err) {
-          if (isCancellation(err)) throw err;
-          const failure = failureOf(err);
-          const attempts = Math.max(failure.attempts, this.records.results[step.id]!.attempts);
-          await this.report(agent, step.id, { status: 'failed', attempts });
-          const next = chain[index + 1];
-          if (next === undefined) throw err;
-          log.warn('agent gave up; its fallback takes over', {
-            stepId: step.id,
-            agent: agent.name,
-            fallback: next.name,
-            error: failure.message,
-          });
-          this.records.inFlight.delete(activityId);
-          // From here on the step's attempts are the fallback's own; the primary's are in fallbackFrom.
-          this.records.results[step.id]!.attempts = 0;
-          this.records.results[step.id]!.fallbackFrom = {
-            agent: agent.name,
-            error: { type: failure.type, message: failure.message },
-            attempts,
+          const memory = await recallForAgentStep(memoryContext, inputs);
+          memoryBytes = jsonBytes(memory);
+          const group = this.groupFor(step.id, allocation);
+          this.records.markQueued(step.id, activityId, allocation, agent.name);
+          if (observed?.meanDurationMs != null)
+            this.records.results[step.id]!.expectedRunningMs = observed.meanDurationMs;
+          const hostStep: StepSpec = {
+            // A fallback is a different Ray step: the dispatcher must not attach it to the primary's failure.
+            id: fallbackAgent === undefined ? step.id : `${step.id}~${fallbackAgent}`,
+            task: AGENT_HOST_TASK,
+            args: [],
+            kwargs: agentHostKwargs(agent.name, agent.task, inputs, memory),
+            dependsOn: [],
+            resources: allocation.resources,
+            retry: step.retry ?? agent.retry,
+            timeoutSeconds: step.timeoutSeconds ?? agent.timeoutSeconds,
+            nonRetryableErrors: step.nonRetryableErrors,
           };
+          try {
+            hostInputBytes = jsonBytes(hostStep.kwargs);
+            const out = await executeStep(
+              hostStep,
+              { args: [], kwargs: hostStep.kwargs },
+              {
+                group,
+                priority: this.priority,
+                activityId,
+                summary: `${step.id}: agent ${agent.name}${fallbackAgent ? ' (fallback)' : ''}`,
+              },
+            );
+            outcome = { succeeded: true, output: out.output };
+            const host = agentHostOutputSchema.safeParse(out.output);
+            if (!host.success)
+              throw ApplicationFailure.nonRetryable(
+                `agent host returned an unexpected shape: ${describeZodError(host.error, 'output')}`,
+                'AgentHostOutputInvalid',
+              );
+            const declaredOutput = agent.output?.safeParse(host.data.output);
+            if (declaredOutput && !declaredOutput.success)
+              throw ApplicationFailure.nonRetryable(
+                `agent ${agent.name} returned an output its declaration does not allow: ${describeZodError(declaredOutput.error, 'output')}`,
+                'AgentOutputInvalid',
+              );
+            // Remembered before the step counts as done: a malformed `memories` fails the agent like bad output.
+            await retainAfterAgentStep(memoryContext, host.data.output, out.attempts);
+            const result = this.records.succeed(step.id, activityId, { ...out, output: host.data.output });
+            result.cpuSeconds = host.data.usage.cpuSeconds;
+            result.peakMemoryMb = host.data.usage.peakMemoryMb;
+            await this.report(agent, step.id, result);
+            return result;
+          } catch (err) {
+            if (isCancellation(err)) throw err;
+            const failure = failureOf(err);
+            const attempts = Math.max(failure.attempts, this.records.results[step.id]!.attempts);
+            await this.report(agent, step.id, { status: 'failed', attempts });
+            const next = chain[index + 1];
+            if (next === undefined) throw err;
+            log.warn('agent gave up; its fallback takes over', {
+              stepId: step.id,
+              agent: agent.name,
+              fallback: next.name,
+              error: failure.message,
+            });
+            this.records.inFlight.delete(activityId);
+            // From here on the step's attempts are the fallback's own; the primary's are in fallbackFrom.
+            this.records.results[step.id]!.attempts = 0;
+            this.records.results[step.id]!.fallbackFrom = {
+              agent: agent.name,
+              error: { type: failure.type, message: failure.message },
+              attempts,
+            };
+          }
+        } finally {
+          this.ledger.settle(
+            room,
+            agentStepRecordedBytes({ inputBytes, memoryBytes, hostInputBytes, outcome }),
+          );
         }
       }
       throw ApplicationFailure.nonRetryable('no agent left to run the step', 'NoAgentLeft');
