@@ -3,6 +3,7 @@
  *
  *   pantheon run <pipeline|spec.json> [--project p] [--priority 1-5] [--input JSON]
  *   pantheon status <workflowId>
+ *   pantheon output <workflowId> <stepId> [--out file]
  *   pantheon list [--project p] [--pipeline name] [--status s]
  *   pantheon pipelines
  *   pantheon memory search --project p [--query text] [--scope shared private --agent a]
@@ -20,6 +21,8 @@ import { MEMORY_SCOPES } from '../core/schemas/memory';
 import { duration, header, stepsTable, table, usageTable } from './format';
 import { searchMemory, type MemorySearchOptions } from './memory';
 import { PipelineProgressView } from './progress-view';
+import { printStepOutput } from './output';
+import { loadStackConfig } from '../stack/config';
 import { listCodePipelines, planRun, UsageError, type RunOptions } from './targets';
 
 const POLL_MS = 500;
@@ -204,6 +207,22 @@ export function buildProgram(): Command {
     .description('show a pipeline’s steps, their state and its usage')
     .argument('<workflowId>')
     .action(async (workflowId: string) => withClient((client) => status(client, workflowId)));
+
+  program
+    .command('output')
+    .description('print one step’s whole output as JSON (also one kept in the blob store)')
+    .argument('<workflowId>')
+    .argument('<stepId>')
+    .option('--out <file>', 'write it to this file instead of stdout')
+    .action(async (workflowId: string, stepId: string, options: { out?: string }) =>
+      withClient((client) =>
+        printStepOutput(client, workflowId, stepId, {
+          ...options,
+          // The store the Ray nodes write: the local stack's unless PANTHEON_BLOB_DIR names another.
+          blobDir: process.env.PANTHEON_BLOB_DIR || loadStackConfig().blobDir,
+        }),
+      ),
+    );
 
   program
     .command('list')

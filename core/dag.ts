@@ -5,6 +5,7 @@
  * safe in workflow code.
  */
 import { z } from 'zod';
+import { isBlobRef } from './schemas/blob-ref';
 import { issuesOf, type Issue } from './issues';
 import { jsonValueIssues, looksLikeStepRef, MAX_VALUE_DEPTH } from './schemas/json-values';
 import {
@@ -166,10 +167,18 @@ function pick(value: unknown, path: string | undefined): unknown {
   return current;
 }
 
-/** Replaces every `{"$step": id, "path"?}` by that step's output (or the part of it at `path`). */
+/**
+ * Replaces every `{"$step": id, "path"?}` by that step's output (or the part of it at `path`). An
+ * output kept in the blob store is a reference: it is passed on as one (with the path, which the
+ * Ray side applies when it resolves it), so large data never passes through the workflow.
+ */
 export function resolveStepRefs(value: unknown, outputs: Readonly<Record<string, unknown>>): unknown {
-  if (isStepRef(value))
-    return Object.hasOwn(outputs, value.$step) ? pick(outputs[value.$step], value.path) : undefined;
+  if (isStepRef(value)) {
+    if (!Object.hasOwn(outputs, value.$step)) return undefined;
+    const output = outputs[value.$step];
+    if (value.path && isBlobRef(output)) return { ...output, path: value.path };
+    return pick(output, value.path);
+  }
   if (Array.isArray(value)) return value.map((v) => resolveStepRefs(v, outputs));
   if (typeof value === 'object' && value !== null)
     return Object.fromEntries(Object.entries(value).map(([k, v]) => [k, resolveStepRefs(v, outputs)]));

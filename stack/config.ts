@@ -43,6 +43,8 @@ export function loadStackConfig(env: NodeJS.ProcessEnv = process.env) {
     logDir: path.join(stateDir, 'logs'),
     pidDir: path.join(stateDir, 'pids'),
     nodeGroupsFile: path.resolve(e.PANTHEON_NODE_GROUPS),
+    /** Step outputs too large for history, by content (ray-tasks/pantheon_runtime/blob_store.py). */
+    blobDir: path.join(stateDir, 'blobs'),
     venvBin: path.join(REPO_ROOT, '.venv', 'bin'),
     rayTasksDir: path.join(REPO_ROOT, 'ray-tasks'),
     temporal: { port: e.TEMPORAL_PORT, uiPort: e.TEMPORAL_UI_PORT, address: `127.0.0.1:${e.TEMPORAL_PORT}` },
@@ -137,6 +139,9 @@ export function rayProcessEnv(config: StackConfig, from: NodeJS.ProcessEnv = pro
       // Agent tasks embed and read memory (ray-tasks/pantheon_runtime/memory.py) through the memory
       // server, only with the grants their steps carry: never the Qdrant URL or API key (docs/memory.md).
       PANTHEON_MEMORY_URL: memoryServerUrl(config),
+      // Large step outputs: every node of this host writes and reads the same store (the CLI too).
+      PANTHEON_BLOB_DIR: config.blobDir,
+      PANTHEON_MAX_BLOB_BYTES: from.PANTHEON_MAX_BLOB_BYTES,
     },
     from,
   );

@@ -82,6 +82,17 @@ const workerEnvSchema = z.object({
     .min(1024)
     .max(HISTORY_LIMITS.maxStepOutputBytes)
     .default(HISTORY_LIMITS.maxStepOutputBytes),
+  /**
+   * A step output larger than this (as JSON) is kept in the Ray side's blob store and the step returns
+   * a reference (ray-tasks/pantheon_runtime/blob_store.py); 0 keeps every output inline. Without a
+   * store on the Ray side (PANTHEON_BLOB_DIR) outputs stay inline up to PANTHEON_MAX_RESULT_BYTES.
+   */
+  PANTHEON_BLOB_THRESHOLD_BYTES: z.coerce
+    .number()
+    .int()
+    .min(0)
+    .max(HISTORY_LIMITS.maxStepOutputBytes)
+    .default(64 * 1024),
   PANTHEON_STATUS_POLL_MS: z.coerce.number().int().min(100).default(1_000),
   /** A step attempt still running after this long tells its pipeline it started (workers/step-start-notifier.ts). */
   PANTHEON_START_SIGNAL_DELAY_MS: z.coerce.number().int().min(0).default(500),
@@ -189,6 +200,7 @@ export function loadWorkerConfig(env: NodeJS.ProcessEnv = process.env) {
     jobPolicy: parseJobPolicy(e.PANTHEON_JOB_ENTRYPOINTS, e.PANTHEON_JOB_RUNTIME_ENV_KEYS),
     dispatcherSweepMs: e.PANTHEON_DISPATCHER_SWEEP_MS,
     maxResultBytes: e.PANTHEON_MAX_RESULT_BYTES,
+    blobThresholdBytes: e.PANTHEON_BLOB_THRESHOLD_BYTES,
     statusPollMs: e.PANTHEON_STATUS_POLL_MS,
     startSignalDelayMs: e.PANTHEON_START_SIGNAL_DELAY_MS,
     cancelGraceMs: e.PANTHEON_CANCEL_GRACE_MS,

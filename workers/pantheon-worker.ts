@@ -133,6 +133,7 @@ export async function createPantheonWorker(
     {
       allowedTaskPackages: config.allowedTaskPackages,
       maxResultBytes: config.maxResultBytes,
+      blobThresholdBytes: config.blobThresholdBytes,
       statusPollMs: config.statusPollMs,
       cancelGraceMs: config.cancelGraceMs,
       memoryGuard: config.memoryGuard,

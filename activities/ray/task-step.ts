@@ -24,6 +24,7 @@ import type { Logger } from 'pino';
 import type { NodeGroup } from '../../core/schemas/node-groups';
 import type { Resources } from '../../core/schemas/resources';
 import { refuseTaskRef } from '../../core/schemas/task-ref';
+import { AGENT_HOST_TASK } from '../../core/agent-host';
 import { nodeGroupTaskQueue } from '../../core/task-queues';
 import { planAttempt, type AttemptPolicyConfig, type PriorTry } from './attempt-policy';
 import { AttemptSupervisor } from './attempt-supervisor';
@@ -100,6 +101,8 @@ export type MemoryGuardMode = 'auto' | 'cgroup' | 'rlimit' | 'off';
 export interface RayTaskStepConfig {
   allowedTaskPackages: string[];
   maxResultBytes: number;
+  /** Outputs above this go to the Ray side's blob store (0: never); an agent host's never do. */
+  blobThresholdBytes: number;
   /** How often the running task's state is read for the heartbeat. */
   statusPollMs: number;
   /** How long a cancelled task gets to stop before it is force-killed. */
@@ -177,7 +180,12 @@ export function createRayTaskActivities(
     policy: AttemptPolicyConfig,
     log: Logger,
   ): Promise<RayStepState> {
-    const limits = { max_result_bytes: config.maxResultBytes, memory_guard: config.memoryGuard };
+    const limits = {
+      max_result_bytes: config.maxResultBytes,
+      memory_guard: config.memoryGuard,
+      // The workflow reads an agent host's output (validation, memories to keep): it stays inline.
+      blob_threshold_bytes: input.task === AGENT_HOST_TASK ? 0 : config.blobThresholdBytes,
+    };
     // A first attempt almost always finds no task under its key: it submits at once, planned from an empty
     // history, and reads the key only if the dispatcher answers that the key has moved on (one bridge round
     // trip less per step). Running or pending work is attached to by the submit itself either way.

@@ -8,6 +8,11 @@ cannot carry fails the step at once, naming where; a result is never silently
 truncated. The output travels on as its JSON text, so what the dispatcher keeps
 and counts against its budget is exactly what the worker will receive.
 
+An output larger than `limits["blob_threshold_bytes"]` (0: never) goes to the
+host's blob store when the Ray side has one (blob_store.py) and the step returns
+its reference; references among a step's arguments are resolved before the
+function is called, so a step is given the values, never the references.
+
 The task reference is resolved against `limits["allowed_packages"]`, which
 the dispatcher fills from its own configuration, never from the caller.
 """
@@ -16,13 +21,14 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import json
 import os
 import time
 from typing import Any
 
 import ray
 
-from . import strict_json
+from . import blob_store, strict_json
 from .memory_guard import StepMemoryExceeded, start_guard
 from .task_refs import resolve_task
 
@@ -53,11 +59,14 @@ def _notify_started(key: str, generation: int, node_id: str, guard: dict | None)
 
 def run_step(key: str, generation: int, task_ref: str, args: list, kwargs: dict, limits: dict) -> dict:
     node_id = ray.get_runtime_context().get_node_id()
+    store = blob_store.configured_store()
     limit_bytes = limits.get("memory_limit_bytes")
     guard = start_guard(limits.get("memory_guard", "off"), limit_bytes, f"{key}/g{generation}")
     try:
         _notify_started(key, generation, node_id, guard.describe())
         function = resolve_task(task_ref, limits["allowed_packages"])
+        if store is not None:
+            args, kwargs = store.resolve(args), store.resolve(kwargs)
         output: Any = function(*args, **kwargs)
         if inspect.isawaitable(output):
             output = asyncio.run(output)
@@ -76,6 +85,13 @@ def run_step(key: str, generation: int, task_ref: str, args: list, kwargs: dict,
         raise StepOutputRejected(f"output of {task_ref} is not strict JSON: {err}") from None
     max_bytes = limits["max_result_bytes"]
     size = len(encoded.encode("utf-8"))
+    threshold = limits.get("blob_threshold_bytes") or 0
+    if store is not None and 0 < threshold < size:
+        try:
+            reference = store.put(encoded)
+        except blob_store.BlobTooLarge as err:
+            raise StepOutputRejected(f"output of {task_ref} is {err}") from None
+        return {"outputJson": json.dumps(reference), "node": node_id}
     if size > max_bytes:
         raise StepOutputRejected(
             f"output of {task_ref} is {size} bytes, above the {max_bytes}-byte result limit"

@@ -14,7 +14,8 @@ import { startTestEnv, type TestEnv } from '../helpers/test-env';
 
 let env: TestEnv;
 beforeAll(async () => {
-  env = await startTestEnv();
+  // Outputs inline, as on a worker without a blob store: what the budget exists for.
+  env = await startTestEnv({ env: { PANTHEON_BLOB_THRESHOLD_BYTES: '0' } });
 });
 afterAll(async () => {
   await env?.close();

@@ -11,8 +11,11 @@ import { startTestEnv, type TestEnv } from '../helpers/test-env';
 
 let env: TestEnv;
 beforeAll(async () => {
-  // A result limit below the spec's step-input limit (256 KB), so an oversize output can be sent as an input.
-  env = await startTestEnv({ env: { PANTHEON_MAX_RESULT_BYTES: '100000' } });
+  // A result limit below the spec's step-input limit (256 KB), so an oversize output can be sent as an input;
+  // every output inline (no blob store: test/integration/blob-outputs.test.ts has it), so the limit applies.
+  env = await startTestEnv({
+    env: { PANTHEON_MAX_RESULT_BYTES: '100000', PANTHEON_BLOB_THRESHOLD_BYTES: '0' },
+  });
 });
 afterAll(async () => {
   await env?.close();

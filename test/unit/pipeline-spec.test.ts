@@ -201,6 +201,17 @@ describe('DAG planning', () => {
     });
   });
 
+  test('an output kept in the blob store passes on as its reference, a path riding along for the Ray side', () => {
+    const ref = { $blob: `sha256:${'a'.repeat(64)}`, bytes: 3_000_000, preview: '{"rows": [' };
+    expect(resolveStepRefs([{ $step: 'big' }, { $step: 'big', path: 'rows' }], { big: ref })).toEqual([
+      ref,
+      { ...ref, path: 'rows' },
+    ]);
+    // Something that only looks like a reference is an ordinary output: the path is applied here.
+    const lookalike = { $blob: 'not-a-digest', bytes: 1, preview: '', rows: [1] };
+    expect(resolveStepRefs({ $step: 'big', path: 'rows' }, { big: lookalike })).toEqual([1]);
+  });
+
   test('property: a chain in any order has no cycle; closing it makes one', () => {
     fc.assert(
       fc.property(fc.integer({ min: 2, max: 30 }), fc.integer(), (n, seed) => {

@@ -27,10 +27,13 @@ function runUnittest(module: string): { status: number | null; output: string } 
   return { status: result.status, output: `${result.stdout}${result.stderr}` };
 }
 
-describe.each(['test_task_refs', 'test_strict_json', 'test_step_store'])('python %s', (module) => {
-  it('passes', () => {
-    const { status, output } = runUnittest(module);
-    // The output is the report: on failure jest prints it with the status.
-    expect({ status, output }).toEqual({ status: 0, output: expect.stringMatching(/\nOK\b/) });
-  });
-});
+describe.each(['test_task_refs', 'test_strict_json', 'test_step_store', 'test_blob_store'])(
+  'python %s',
+  (module) => {
+    it('passes', () => {
+      const { status, output } = runUnittest(module);
+      // The output is the report: on failure jest prints it with the status.
+      expect({ status, output }).toEqual({ status: 0, output: expect.stringMatching(/\nOK\b/) });
+    });
+  },
+);

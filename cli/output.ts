@@ -1,0 +1,108 @@
+/**
+ * `pantheon output <workflowId> <stepId> [--out file]`: one step's output as
+ * JSON, whole, wherever it is kept. It is read from the workflow's history
+ * (the step activity's result: there even when the pipeline's result left it
+ * out, and without a worker running); an output kept in the blob store
+ * (ray-tasks/pantheon_runtime/blob_store.py) is read from there and checked
+ * against its hash.
+ */
+import * as crypto from 'node:crypto';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { defaultPayloadConverter, type Client } from '@temporalio/client';
+import { AGENT_HOST_TASK } from '../core/agent-host';
+import { stepActivityId } from '../core/messages/pipeline';
+import { isBlobRef, type BlobRef } from '../core/schemas/blob-ref';
+
+export class StepOutputUnavailable extends Error {}
+
+interface ScheduledStep {
+  activityId: string;
+  activityType: string;
+  input: unknown;
+}
+
+/** The output the step's last successful activity returned, as the workflow recorded it. */
+export async function recordedStepOutput(
+  client: Client,
+  workflowId: string,
+  stepId: string,
+): Promise<unknown> {
+  const history = await client.workflow.getHandle(workflowId).fetchHistory();
+  const primary = stepActivityId(stepId);
+  const scheduled = new Map<string, ScheduledStep>();
+  let found: { step: ScheduledStep; result: unknown } | undefined;
+  for (const event of history.events ?? []) {
+    const attrs = event.activityTaskScheduledEventAttributes;
+    if (attrs && (attrs.activityId === primary || attrs.activityId?.startsWith(`${primary}~`))) {
+      const payload = attrs.input?.payloads?.[0];
+      scheduled.set(String(event.eventId), {
+        activityId: attrs.activityId,
+        activityType: attrs.activityType?.name ?? '',
+        input: payload ? defaultPayloadConverter.fromPayload(payload) : undefined,
+      });
+    }
+    const completed = event.activityTaskCompletedEventAttributes;
+    const step = completed && scheduled.get(String(completed.scheduledEventId));
+    if (completed && step) {
+      const payload = completed.result?.payloads?.[0];
+      found = { step, result: payload ? defaultPayloadConverter.fromPayload(payload) : undefined };
+    }
+  }
+  if (!found)
+    throw new StepOutputUnavailable(
+      scheduled.size === 0
+        ? `workflow ${workflowId} has no step "${stepId}" that ran`
+        : `step "${stepId}" of ${workflowId} has no output: it has not succeeded`,
+    );
+  const result = found.result as {
+    output?: unknown;
+    submissionId?: string;
+    exitCode?: number;
+    logTail?: string;
+  };
+  if (found.step.activityType === 'runRayJob')
+    return { submissionId: result.submissionId, exitCode: result.exitCode, logTail: result.logTail };
+  // An agent step's activity is the agent host, whose output wraps the agent's own with its usage.
+  const task = (found.step.input as { task?: string } | undefined)?.task;
+  return task === AGENT_HOST_TASK ? (result.output as { output?: unknown }).output : result.output;
+}
+
+/** The JSON text a blob reference stands for, checked against its hash. Same layout as blob_store.py. */
+export function readBlob(blobDir: string, ref: BlobRef): string {
+  const hex = ref.$blob.slice('sha256:'.length);
+  const file = path.join(blobDir, hex.slice(0, 2), hex);
+  let data: Buffer;
+  try {
+    data = fs.readFileSync(file);
+  } catch {
+    throw new StepOutputUnavailable(
+      `the output is kept in the blob store as ${ref.$blob} (${ref.bytes} bytes), which is not in ${blobDir} ` +
+        '(set PANTHEON_BLOB_DIR to the store the Ray nodes write)',
+    );
+  }
+  if (crypto.createHash('sha256').update(data).digest('hex') !== hex)
+    throw new StepOutputUnavailable(`${file} does not hold ${ref.$blob}: the store is damaged`);
+  return data.toString('utf8');
+}
+
+/** Writes the step's output as JSON to `out` (a file) or stdout; returns the exit code. */
+export async function printStepOutput(
+  client: Client,
+  workflowId: string,
+  stepId: string,
+  options: { out?: string; blobDir: string },
+): Promise<number> {
+  let text: string;
+  try {
+    const output = await recordedStepOutput(client, workflowId, stepId);
+    text = isBlobRef(output) ? readBlob(options.blobDir, output) : JSON.stringify(output);
+  } catch (err) {
+    if (!(err instanceof StepOutputUnavailable)) throw err;
+    process.stderr.write(`pantheon: ${err.message}\n`);
+    return 1;
+  }
+  if (options.out) fs.writeFileSync(options.out, `${text}\n`);
+  else process.stdout.write(`${text}\n`);
+  return 0;
+}
