@@ -6,13 +6,12 @@
  * (ray-tasks/pantheon_runtime/blob_store.py) is read from there and checked
  * against its hash.
  */
-import * as crypto from 'node:crypto';
 import * as fs from 'node:fs';
-import * as path from 'node:path';
 import { defaultPayloadConverter, type Client } from '@temporalio/client';
 import { AGENT_HOST_TASK } from '../core/agent-host';
 import { stepActivityId } from '../core/messages/pipeline';
-import { isBlobRef, type BlobRef } from '../core/schemas/blob-ref';
+import { isBlobRef } from '../core/schemas/blob-ref';
+import { BlobUnavailable, readBlobText } from '../stack/blob-store';
 
 export class StepOutputUnavailable extends Error {}
 
@@ -68,24 +67,6 @@ export async function recordedStepOutput(
   return task === AGENT_HOST_TASK ? (result.output as { output?: unknown }).output : result.output;
 }
 
-/** The JSON text a blob reference stands for, checked against its hash. Same layout as blob_store.py. */
-export function readBlob(blobDir: string, ref: BlobRef): string {
-  const hex = ref.$blob.slice('sha256:'.length);
-  const file = path.join(blobDir, hex.slice(0, 2), hex);
-  let data: Buffer;
-  try {
-    data = fs.readFileSync(file);
-  } catch {
-    throw new StepOutputUnavailable(
-      `the output is kept in the blob store as ${ref.$blob} (${ref.bytes} bytes), which is not in ${blobDir} ` +
-        '(set PANTHEON_BLOB_DIR to the store the Ray nodes write)',
-    );
-  }
-  if (crypto.createHash('sha256').update(data).digest('hex') !== hex)
-    throw new StepOutputUnavailable(`${file} does not hold ${ref.$blob}: the store is damaged`);
-  return data.toString('utf8');
-}
-
 /** Writes the step's output as JSON to `out` (a file) or stdout; returns the exit code. */
 export async function printStepOutput(
   client: Client,
@@ -96,9 +77,9 @@ export async function printStepOutput(
   let text: string;
   try {
     const output = await recordedStepOutput(client, workflowId, stepId);
-    text = isBlobRef(output) ? readBlob(options.blobDir, output) : JSON.stringify(output);
+    text = isBlobRef(output) ? readBlobText(options.blobDir, output) : JSON.stringify(output);
   } catch (err) {
-    if (!(err instanceof StepOutputUnavailable)) throw err;
+    if (!(err instanceof StepOutputUnavailable || err instanceof BlobUnavailable)) throw err;
     process.stderr.write(`pantheon: ${err.message}\n`);
     return 1;
   }

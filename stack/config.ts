@@ -25,6 +25,8 @@ const stackEnvSchema = z.object({
   RAY_DASHBOARD_PORT: port.default(8265),
   RAY_CLIENT_SERVER_PORT: port.default(10001),
   QDRANT_PORT: port.default(6333),
+  /** The Web UI's codec server (stack/codec-server.ts): shows blob-store references decoded. */
+  PANTHEON_CODEC_PORT: port.default(8234),
   /** Object store per Ray node, in MB: small, since steps pass JSON, not tensors. */
   RAY_OBJECT_STORE_MB: z.coerce.number().int().min(75).default(100),
 });
@@ -61,6 +63,7 @@ export function loadStackConfig(env: NodeJS.ProcessEnv = process.env) {
       authTokenPath: path.join(stateDir, 'ray-auth-token'),
     },
     qdrant: { port: e.QDRANT_PORT, url: `http://127.0.0.1:${e.QDRANT_PORT}` },
+    codec: { port: e.PANTHEON_CODEC_PORT, url: `http://127.0.0.1:${e.PANTHEON_CODEC_PORT}` },
   };
 }
 

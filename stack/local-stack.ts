@@ -18,7 +18,16 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { z } from 'zod';
 import type { NodeGroup } from '../core/schemas/node-groups';
-import { freePort, isAlive, portOpen, spawnDetached, stopGroup, tailFile, waitFor } from './processes';
+import {
+  explicitEnv,
+  freePort,
+  isAlive,
+  portOpen,
+  spawnDetached,
+  stopGroup,
+  tailFile,
+  waitFor,
+} from './processes';
 import { loadNodeGroups, loadStackConfig, rayProcessEnv, REPO_ROOT, type StackConfig } from './config';
 import { ensureTokenFile, rayAuthHeaders } from './ray-auth';
 import { forgetDeadNodes, listLocalNodes, LOOPBACK_RAY, startLocalNode, stopLocalNode } from './ray-nodes';
@@ -32,7 +41,7 @@ const devServerConfigSchema = z.object({
   dynamicConfig: z.record(z.string(), z.unknown()),
 });
 
-type ServiceName = 'temporal' | 'ray-head' | 'qdrant' | 'dispatcher-host';
+type ServiceName = 'temporal' | 'ray-head' | 'qdrant' | 'dispatcher-host' | 'codec';
 
 const log = (msg: string) => process.stderr.write(`[stack] ${msg}\n`);
 
@@ -142,6 +151,9 @@ export async function startTemporal(config: StackConfig) {
     '--log-level',
     'warn',
     '--ui-disable-news-fetch',
+    // The Web UI asks the stack's codec server to show blob-store references decoded.
+    '--ui-codec-endpoint',
+    config.codec.url,
   ];
   for (const [name, type] of Object.entries(dev.searchAttributes))
     args.push('--search-attribute', `${name}=${type}`);
@@ -244,6 +256,37 @@ async function startQdrant(config: StackConfig) {
   );
 }
 
+/** The Web UI's codec server (stack/codec-server.ts), on loopback, answering the UI's own origins. */
+async function startCodec(config: StackConfig) {
+  const uiPort = config.temporal.uiPort;
+  await startService(
+    config,
+    'codec',
+    process.execPath,
+    ['--require', require.resolve('tsx/cjs'), path.join(REPO_ROOT, 'stack', 'codec-server.ts')],
+    async () => {
+      try {
+        const res = await fetch(`${config.codec.url}/decode`, {
+          method: 'POST',
+          headers: { 'Content-Type': 'application/json' },
+          body: '{"payloads":[]}',
+          signal: AbortSignal.timeout(2_000),
+        });
+        return res.ok;
+      } catch {
+        return false;
+      }
+    },
+    [config.codec.port],
+    explicitEnv({
+      PANTHEON_BLOB_DIR: config.blobDir,
+      PANTHEON_CODEC_PORT: String(config.codec.port),
+      PANTHEON_CODEC_ORIGINS: `http://127.0.0.1:${uiPort},http://localhost:${uiPort}`,
+      PANTHEON_CODEC_MAX_BLOB_BYTES: process.env.PANTHEON_CODEC_MAX_BLOB_BYTES,
+    }),
+  );
+}
+
 /**
  * The dispatcher's host (ray-tasks/pantheon_runtime/dispatcher_host.py): a
  * long-lived Ray driver that creates the dispatcher, so every step's task runs
@@ -339,6 +382,7 @@ async function stackUpOnce(config: StackConfig): Promise<void> {
     startTemporal(config),
     startRayHead(config).then(() => settle([startWorkerNodes(config), startDispatcherHost(config)])),
     startQdrant(config),
+    startCodec(config),
   ]);
   fs.writeFileSync(
     path.join(config.stateDir, 'stack.json'),
@@ -349,6 +393,7 @@ async function stackUpOnce(config: StackConfig): Promise<void> {
         rayAddress: config.ray.address,
         rayDashboard: config.ray.dashboardUrl,
         qdrantUrl: config.qdrant.url,
+        codecUrl: config.codec.url,
       },
       null,
       2,
@@ -358,7 +403,7 @@ async function stackUpOnce(config: StackConfig): Promise<void> {
 
 export async function stackDown(config: StackConfig = loadStackConfig()): Promise<void> {
   for (const node of listLocalNodes(config)) await stopLocalNode(config, node.name);
-  for (const name of ['dispatcher-host', 'qdrant', 'ray-head', 'temporal'] as const) {
+  for (const name of ['codec', 'dispatcher-host', 'qdrant', 'ray-head', 'temporal'] as const) {
     const pid = runningPid(config, name);
     if (pid !== undefined) {
       await stopGroup(pid);
@@ -378,7 +423,7 @@ export function stackIsUp(config: StackConfig = loadStackConfig()): boolean {
 /** One line per service and node: what runs where (`npm run stack:status`). */
 export function stackStatus(config: StackConfig = loadStackConfig()): string[] {
   const lines: string[] = [];
-  for (const name of ['temporal', 'ray-head', 'dispatcher-host', 'qdrant'] as const) {
+  for (const name of ['temporal', 'ray-head', 'dispatcher-host', 'qdrant', 'codec'] as const) {
     const pid = runningPid(config, name);
     lines.push(`${name}: ${pid === undefined ? 'stopped' : `running (pid ${pid})`}`);
   }

@@ -20,3 +20,36 @@ export type BlobRef = z.infer<typeof blobRefSchema>;
 export function isBlobRef(value: unknown): value is BlobRef {
   return blobRefSchema.safeParse(value).success;
 }
+
+/** The part of a value at a dotted path (own data only), as the Ray side applies a reference's `path`. */
+function atPath(value: unknown, path: string | undefined): unknown {
+  let current = value;
+  for (const part of (path ?? '').split('.').filter(Boolean)) {
+    if (current === null || typeof current !== 'object' || !Object.hasOwn(current, part)) return undefined;
+    current = (current as Record<string, unknown>)[part];
+  }
+  return current;
+}
+
+/**
+ * `value` with every blob reference whose data `read` returns replaced by that data (at the
+ * reference's path); a reference `read` declines (too large, missing) stays as it is. Returns the
+ * same object when nothing was replaced.
+ */
+export function expandBlobRefs(value: unknown, read: (ref: BlobRef) => unknown): unknown {
+  if (isBlobRef(value)) {
+    const data = read(value);
+    return data === undefined ? value : atPath(data, value.path);
+  }
+  if (Array.isArray(value)) {
+    const items = value.map((item) => expandBlobRefs(item, read));
+    return items.some((item, i) => item !== value[i]) ? items : value;
+  }
+  if (typeof value === 'object' && value !== null) {
+    const entries = Object.entries(value).map(([k, v]) => [k, expandBlobRefs(v, read)] as const);
+    return entries.some(([k, v]) => v !== (value as Record<string, unknown>)[k])
+      ? Object.fromEntries(entries)
+      : value;
+  }
+  return value;
+}

@@ -2,7 +2,8 @@
  * The Temporal Web UI of the local stack, seen through headless Chromium:
  * a finished pipeline is found by its search attribute and its page shows the
  * summary it was started with; a running pipeline shows its live progress as
- * current details. The screenshots taken here are the README's: with
+ * current details; a step output kept in the blob store is shown decoded (the
+ * stack's codec server). The screenshots taken here are the README's: with
  * PANTHEON_UPDATE_SCREENSHOTS=1 they are written to docs/, otherwise to a
  * scratch folder, so a test run leaves the tracked files alone.
  */
@@ -29,7 +30,8 @@ beforeAll(async () => {
   // anything connects; one after the other, so that a failure of either leaves nothing unowned
   // (a browser launched after its sibling failed was never closed, and jest never exited).
   browser = await launchChromium();
-  env = await startTestEnv();
+  // Small outputs go to the blob store too, so the UI has a reference to decode that it can show whole.
+  env = await startTestEnv({ env: { PANTHEON_BLOB_THRESHOLD_BYTES: '1024' } });
   webUi = `http://127.0.0.1:${loadStackConfig().temporal.uiPort}`;
 }, 20 * 60_000);
 afterAll(async () => {
@@ -124,4 +126,36 @@ test('a running pipeline shows its live progress as current details', async () =
   await screenshot(page, 'webui-live.png');
   await page.close();
   await handle.cancel();
+}, 600_000);
+
+test('a step output kept in the blob store is shown decoded, not as its reference', async () => {
+  const fill = 'qz';
+  const handle = await env.startPipeline({
+    name: 'webui-blob',
+    project: uniqueId('webui'),
+    steps: [{ id: 'report', task: 'pantheon_tasks.testkit:text', args: [3000, fill] }],
+  });
+  const result = (await handle.result()) as PipelineResult;
+  // In history the output is a reference whose preview holds only the first 200 characters.
+  expect(result.steps.report?.output).toMatchObject({ $blob: expect.stringMatching(/^sha256:/) });
+  const { runId } = await handle.describe();
+  const page = await browser.newPage({ viewport: { width: 1440, height: 1000 } });
+  await page.goto(`${webUi}/namespaces/default/workflows/${handle.workflowId}/${runId}/history`);
+  const whole = fill.repeat(1500);
+  await waitUntil(
+    'the Web UI to show the whole output',
+    async () => {
+      const text = (
+        await page
+          .locator('body')
+          .innerText({ timeout: 1_000 })
+          .catch(() => '')
+      ).replace(/\s+/g, '');
+      return text.includes(whole) ? true : undefined;
+    },
+    60_000,
+    500,
+  );
+  expect((await page.locator('body').innerText()).includes('sha256:')).toBe(false);
+  await page.close();
 }, 600_000);
