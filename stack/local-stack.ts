@@ -39,6 +39,8 @@ const devServerConfigSchema = z.object({
     z.enum(['Keyword', 'Text', 'Int', 'Double', 'Bool', 'Datetime', 'KeywordList']),
   ),
   dynamicConfig: z.record(z.string(), z.unknown()),
+  /** `--sqlite-pragma` settings of the dev server's database (docs/temporal-dev-server.md). */
+  sqlitePragmas: z.record(z.string(), z.string()).default({}),
 });
 
 type ServiceName = 'temporal' | 'ray-head' | 'qdrant' | 'dispatcher-host' | 'codec';
@@ -157,6 +159,8 @@ export async function startTemporal(config: StackConfig) {
   ];
   for (const [name, type] of Object.entries(dev.searchAttributes))
     args.push('--search-attribute', `${name}=${type}`);
+  for (const [pragma, value] of Object.entries(dev.sqlitePragmas))
+    args.push('--sqlite-pragma', `${pragma}=${value}`);
   for (const [key, value] of Object.entries(dev.dynamicConfig))
     args.push('--dynamic-config-value', `${key}=${JSON.stringify(value)}`);
   await startService(

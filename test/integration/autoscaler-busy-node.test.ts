@@ -114,16 +114,20 @@ test('a node running a step is never removed, even with a 200 ms idle timeout', 
   expect(fs.readFileSync(marker, 'utf8')).toBe('done\n');
 
   // Once idle, the autoscaler reclaims it — and only then: its removal comes after the step's side effect.
-  await waitUntil(
+  // The node leaves Ray before the autoscaler records its removal (the apply activity is still stopping
+  // the process): the record is what is waited for.
+  const removalsOfNode = async () =>
+    (await harness.status()).events.filter((e) => e.direction === 'down' && e.nodes.includes(nodeName));
+  const removals = await waitUntil(
     'the idle node to be reclaimed',
-    async () => ((await harness.aliveNodes(GROUP)).length === 0 ? true : undefined),
+    async () => {
+      const recorded = await removalsOfNode();
+      return recorded.length > 0 && (await harness.aliveNodes(GROUP)).length === 0 ? recorded : undefined;
+    },
     60_000,
     250,
   );
   const effectAtMs = fs.statSync(marker).mtimeMs;
-  const removals = (await harness.status()).events.filter(
-    (e) => e.direction === 'down' && e.nodes.includes(nodeName),
-  );
   expect(removals).toHaveLength(1);
   expect(removals[0]!.atMs).toBeGreaterThanOrEqual(effectAtMs);
   expect(fs.readFileSync(marker, 'utf8')).toBe('done\n');

@@ -5,7 +5,7 @@
 import { execFile } from 'node:child_process';
 import * as path from 'node:path';
 import { promisify } from 'node:util';
-import { REPO_ROOT } from '../../stack/config';
+import { loadStackConfig, REPO_ROOT } from '../../stack/config';
 import { startTestEnv, uniqueId, type TestEnv } from '../helpers/test-env';
 
 const run = promisify(execFile);
@@ -61,4 +61,15 @@ test('temporal workflow start + temporal workflow result run the documented spec
   expect(answer.result.steps.a).toMatchObject({ status: 'succeeded', output: 'hi', attempts: 1 });
   expect(answer.result.steps.b).toMatchObject({ status: 'succeeded', output: 'hi', attempts: 1 });
   expect(answer.result.steps.b?.node).toMatch(/^[0-9a-f]{56}$/);
+});
+
+test("the dev server's database runs with the stack's SQLite settings (WAL journal)", async () => {
+  // Read-only, beside the running server: WAL is what lets a reader in while it writes.
+  const db = path.join(loadStackConfig().stateDir, 'temporal.db');
+  const { stdout } = await run(path.join(REPO_ROOT, '.venv', 'bin', 'python'), [
+    '-c',
+    'import sqlite3, sys; print(sqlite3.connect(f"file:{sys.argv[1]}?mode=ro", uri=True).execute("pragma journal_mode").fetchone()[0])',
+    db,
+  ]);
+  expect(stdout.trim()).toBe('wal');
 });
