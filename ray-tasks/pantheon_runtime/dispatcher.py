@@ -51,6 +51,7 @@ from ray import exceptions as rex
 
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
+from .blob_store import BlobNotFound
 from .memory_guard import MemoryGuardUnavailable, StepMemoryExceeded, inspect_cgroup
 from .runner import StepOutputRejected, run_step
 from .step_store import Entry, OutputStore, StepTable, decide, fingerprint, workflow_of
@@ -120,7 +121,8 @@ def classify_failure(err: BaseException) -> dict:
         cause = err.cause if getattr(err, "cause", None) is not None else err
         if isinstance(cause, StepMemoryExceeded):
             return {"kind": "oom", "type": "StepMemoryExceeded", "message": str(cause)[:4000]}
-        refused = (TaskRefRefused, StepOutputRejected, MemoryGuardUnavailable)
+        # A missing blob will not appear by retrying: the store is not shared, or the reference is made up.
+        refused = (TaskRefRefused, StepOutputRejected, MemoryGuardUnavailable, BlobNotFound)
         kind = "rejected" if isinstance(cause, refused) else "application"
         module = type(cause).__module__
         type_name = type(cause).__qualname__ if module in ("builtins", None) else f"{module}.{type(cause).__qualname__}"

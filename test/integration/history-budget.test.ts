@@ -6,10 +6,8 @@
  * fill the history past the run's budget wait for room or are refused, where
  * Temporal would otherwise terminate the run at 50 MB.
  */
-import { ApplicationFailure } from '@temporalio/common';
 import { HISTORY_LIMITS } from '../../core/history-budget';
-import type { PipelineResult } from '../../core/schemas/pipeline-spec';
-import { failureCause } from '../helpers/workflow-failure';
+import { failedPipelineResult } from '../helpers/workflow-failure';
 import { startTestEnv, type TestEnv } from '../helpers/test-env';
 
 let env: TestEnv;
@@ -23,13 +21,6 @@ afterAll(async () => {
 
 const TEXT = 'pantheon_tasks.testkit:text';
 const MEASURE = 'pantheon_tasks.testkit:measure';
-
-/** The result a failed pipeline carries in its failure's details. */
-async function failedResult(handle: Parameters<typeof failureCause>[0]): Promise<PipelineResult> {
-  const cause = await failureCause(handle);
-  expect(cause.type).toBe('PipelineStepFailed');
-  return (cause as ApplicationFailure).details?.[0] as PipelineResult;
-}
 
 test('a fan-in whose resolved input is too large for one activity is refused by name; a smaller one runs', async () => {
   const parts = Array.from({ length: 5 }, (_, i) => `part${i}`);
@@ -45,7 +36,7 @@ test('a fan-in whose resolved input is too large for one activity is refused by 
       { id: 'join-five', task: MEASURE, args: [parts.map((p) => ({ $step: p }))] },
     ],
   });
-  const result = await failedResult(handle);
+  const result = await failedPipelineResult(handle);
   for (const part of parts) expect(result.steps[part]?.status).toBe('succeeded');
   expect(result.steps['join-three']).toMatchObject({ status: 'succeeded' });
   expect(result.steps['join-three']?.output).toBeGreaterThan(3 * 240_000);
@@ -74,7 +65,7 @@ test('outputs that would fill the history past its budget: the run closes under 
     failurePolicy: 'continue',
     steps: Array.from({ length: STEPS }, (_, i) => ({ id: `s${i}`, task: TEXT, args: [250_000] })),
   });
-  const result = await failedResult(handle);
+  const result = await failedPipelineResult(handle);
   const steps = Object.values(result.steps);
   const succeeded = steps.filter((s) => s.status === 'succeeded').length;
   const refused = steps.filter((s) => s.error?.type === 'HistoryBudgetExhausted');
