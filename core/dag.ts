@@ -7,7 +7,7 @@
 import { z } from 'zod';
 import { isBlobRef } from './schemas/blob-ref';
 import { issuesOf, type Issue } from './issues';
-import { jsonValueIssues, looksLikeStepRef, MAX_VALUE_DEPTH } from './schemas/json-values';
+import { jsonValueIssues, looksLikeStepRef, MAX_VALUE_DEPTH, valueAtPath } from './schemas/json-values';
 import {
   pipelineSpecSchema,
   SPEC_LIMITS,
@@ -156,17 +156,6 @@ export function blockedSteps(
   );
 }
 
-/** The part of an output at a dotted path; only the output's own data, never what objects inherit. */
-function pick(value: unknown, path: string | undefined): unknown {
-  if (!path) return value;
-  let current = value;
-  for (const part of path.split('.')) {
-    if (current === null || typeof current !== 'object' || !Object.hasOwn(current, part)) return undefined;
-    current = (current as Record<string, unknown>)[part];
-  }
-  return current;
-}
-
 /**
  * Replaces every `{"$step": id, "path"?}` by that step's output (or the part of it at `path`). An
  * output kept in the blob store is a reference: it is passed on as one (with the path, which the
@@ -177,7 +166,7 @@ export function resolveStepRefs(value: unknown, outputs: Readonly<Record<string,
     if (!Object.hasOwn(outputs, value.$step)) return undefined;
     const output = outputs[value.$step];
     if (value.path && isBlobRef(output)) return { ...output, path: value.path };
-    return pick(output, value.path);
+    return valueAtPath(output, value.path);
   }
   if (Array.isArray(value)) return value.map((v) => resolveStepRefs(v, outputs));
   if (typeof value === 'object' && value !== null)

@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { valueAtPath } from './json-values';
 
 /**
  * What a step returns in place of an output too large for history: a
@@ -21,16 +22,6 @@ export function isBlobRef(value: unknown): value is BlobRef {
   return blobRefSchema.safeParse(value).success;
 }
 
-/** The part of a value at a dotted path (own data only), as the Ray side applies a reference's `path`. */
-function atPath(value: unknown, path: string | undefined): unknown {
-  let current = value;
-  for (const part of (path ?? '').split('.').filter(Boolean)) {
-    if (current === null || typeof current !== 'object' || !Object.hasOwn(current, part)) return undefined;
-    current = (current as Record<string, unknown>)[part];
-  }
-  return current;
-}
-
 /**
  * `value` with every blob reference whose data `read` returns replaced by that data (at the
  * reference's path); a reference `read` declines (too large, missing) stays as it is. Returns the
@@ -39,7 +30,7 @@ function atPath(value: unknown, path: string | undefined): unknown {
 export function expandBlobRefs(value: unknown, read: (ref: BlobRef) => unknown): unknown {
   if (isBlobRef(value)) {
     const data = read(value);
-    return data === undefined ? value : atPath(data, value.path);
+    return data === undefined ? value : valueAtPath(data, value.path);
   }
   if (Array.isArray(value)) {
     const items = value.map((item) => expandBlobRefs(item, read));

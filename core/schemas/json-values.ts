@@ -14,6 +14,19 @@ export const MAX_VALUE_DEPTH = 32;
 export const FORBIDDEN_KEYS: ReadonlySet<string> = new Set(['__proto__']);
 
 /** Is `value` meant as a step reference (an object with a `$step` key)? */
+/**
+ * The part of a value at a dotted path (`$step` paths, blob references' paths); only the value's
+ * own data, never what objects inherit. Undefined where the path leads nowhere.
+ */
+export function valueAtPath(value: unknown, path: string | undefined): unknown {
+  let current = value;
+  for (const part of (path ?? '').split('.').filter(Boolean)) {
+    if (current === null || typeof current !== 'object' || !Object.hasOwn(current, part)) return undefined;
+    current = (current as Record<string, unknown>)[part];
+  }
+  return current;
+}
+
 export function looksLikeStepRef(value: unknown): value is Record<string, unknown> {
   return (
     typeof value === 'object' && value !== null && !Array.isArray(value) && Object.hasOwn(value, '$step')
