@@ -9,6 +9,7 @@
 import { AgentCatalog } from '../core/agents';
 import { EXAMPLE_AGENTS } from './examples/agents';
 import { batchScoring } from './examples/batch-scoring';
+import { bulkScoring } from './examples/bulk-scoring';
 import { researchReport } from './examples/research-report';
 import { ticketTriage } from './examples/ticket-triage';
 
@@ -16,4 +17,4 @@ export * as exampleAgents from './examples/agents';
 
 export const agentCatalog = new AgentCatalog([...EXAMPLE_AGENTS]);
 
-export const codePipelines = [researchReport, ticketTriage, batchScoring] as const;
+export const codePipelines = [researchReport, ticketTriage, batchScoring, bulkScoring] as const;

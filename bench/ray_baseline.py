@@ -81,6 +81,7 @@ def main() -> None:
     parser.add_argument("--sleep-fanout", type=int, default=100)
     parser.add_argument("--sleep", type=float, default=0.1)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--items", type=int, default=0, help="no-op tasks submitted at once (0: skip)")
     args = parser.parse_args()
 
     # The protocol stream is stdout; Ray's own chatter goes to stderr.
@@ -107,6 +108,13 @@ def main() -> None:
             },
             "cpus": ray.cluster_resources().get("CPU", 0),
         }
+        if args.items > 0:
+            # What a map step of as many no-op items is compared with: all submitted at once, one get.
+            ray.get([noop.remote() for _ in range(1000)])
+            started = time.perf_counter()
+            ray.get([noop.remote() for _ in range(args.items)])
+            makespan = time.perf_counter() - started
+            result["items"] = {"steps": args.items, "makespanS": round(makespan, 3)}
     finally:
         ray.shutdown()
     out.write(json.dumps(result) + "\n")

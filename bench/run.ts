@@ -336,6 +336,7 @@ class Bench {
     latency: LatencySummary;
     fanout: FanoutFigures;
     sleepFanout: FanoutFigures;
+    items: FanoutFigures;
     rayVersion: string;
   }> {
     const p = this.profile;
@@ -357,6 +358,8 @@ class Bench {
         String(p.sleepSeconds),
         '--repeats',
         String(p.fanoutRepeats),
+        '--items',
+        String(p.mapItems),
       ],
       {
         cwd: REPO_ROOT,
@@ -369,6 +372,7 @@ class Bench {
       latencyMs: LatencySummary;
       fanout: { makespansS: number[] };
       sleepFanout: { makespansS: number[] };
+      items: { makespanS: number };
     };
     const toFigures = (steps: number, makespansS: number[]) =>
       fanoutFigures(
@@ -386,8 +390,58 @@ class Bench {
       },
       fanout: toFigures(p.fanoutSteps, raw.fanout.makespansS),
       sleepFanout: toFigures(p.sleepFanoutSteps, raw.sleepFanout.makespansS),
+      items: toFigures(p.mapItems, [raw.items.makespanS]),
       rayVersion: raw.rayVersion,
     };
+  }
+
+  /** A map step of `items` no-op items (after a small one that starts Ray's workers), end to end. */
+  async mapStep(items: number): Promise<{ map: FanoutFigures; mapStepRunningS: number }> {
+    const mapOf = (n: number) =>
+      this.runPipeline(
+        {
+          name: 'bench-map',
+          project: 'bench',
+          steps: [
+            { id: 'items', task: 'pantheon_tasks.testkit:numbers', args: [n] },
+            { id: 'map', task: ECHO_TASK, map: { over: { $step: 'items' } } },
+          ],
+        },
+        '60 minutes',
+      );
+    await mapOf(1000);
+    let result: PipelineResult | undefined;
+    const ms = await elapsed(async () => (result = await mapOf(items)));
+    return {
+      map: fanoutFigures(items, [ms]),
+      mapStepRunningS: round((result!.steps.map!.runningMs ?? 0) / 1000, 3),
+    };
+  }
+
+  /** A step's output of `mb` MB handed on to the next step (by reference), which measures it. */
+  async largeOutput(mb: number): Promise<{ mb: number; pipelineS: number; handOffS: number }> {
+    const bytes = mb * 1024 * 1024;
+    let result: PipelineResult | undefined;
+    const ms = await elapsed(
+      async () =>
+        (result = await this.runPipeline(
+          {
+            name: 'bench-large-output',
+            project: 'bench',
+            steps: [
+              { id: 'big', task: 'pantheon_tasks.testkit:text', args: [bytes] },
+              { id: 'size', task: 'pantheon_tasks.testkit:measure', args: [{ $step: 'big' }] },
+            ],
+          },
+          '10 minutes',
+        )),
+    );
+    if (result!.steps.size!.output !== bytes + 2)
+      throw new Error(
+        `the next step measured ${String(result!.steps.size!.output)} characters, not ${bytes + 2}`,
+      );
+    const handOffMs = result!.steps.size!.finishedAtMs! - result!.steps.big!.finishedAtMs!;
+    return { mb, pipelineS: round(ms / 1000, 3), handOffS: round(handOffMs / 1000, 3) };
   }
 
   /** The pipeline fan-out and the bare fan-out, repeated and interleaved; the worker's memory is sampled meanwhile. */
@@ -598,6 +652,13 @@ async function main(): Promise<void> {
     const sleep = await attempt(
       `fan-out of ${profile.sleepFanoutSteps} sleep(${profile.sleepSeconds}) steps`,
       () => bench.fanouts(profile.sleepSeconds, profile.sleepFanoutSteps),
+    );
+    const map = await attempt(`map step of ${profile.mapItems} no-op items`, () =>
+      bench.mapStep(profile.mapItems),
+    );
+    if (map && raw) result.mapItems = { items: profile.mapItems, ...map, rawRay: raw.items };
+    result.largeOutput = await attempt(`${profile.largeOutputMb} MB output handed to the next step`, () =>
+      bench.largeOutput(profile.largeOutputMb),
     );
     if (raw) result.machine.ray = raw.rayVersion;
     if (overhead && jobs && raw) result.stepOverhead = { ...overhead, rawRay: raw.latency, jobPerStep: jobs };

@@ -43,7 +43,7 @@ export function stepsTable(result: PipelineResult, now = Date.now()): string {
     return [
       id,
       agentLabel(step),
-      step.status,
+      step.items ? `${step.status} ${step.items.succeeded}/${step.items.total}` : step.status,
       String(step.attempts),
       step.node?.slice(0, 12) ?? '—',
       duration(times.queuedMs),

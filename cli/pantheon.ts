@@ -4,6 +4,7 @@
  *   pantheon run <pipeline|spec.json> [--project p] [--priority 1-5] [--input JSON]
  *   pantheon status <workflowId>
  *   pantheon output <workflowId> <stepId> [--out file]
+ *   pantheon blobs gc [--retention 7d] [--dry-run] [--json]
  *   pantheon list [--project p] [--pipeline name] [--status s]
  *   pantheon pipelines
  *   pantheon memory search --project p [--query text] [--scope shared private --agent a]
@@ -14,14 +15,16 @@
 import * as crypto from 'node:crypto';
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { WorkflowFailedError, type Client, type WorkflowHandle } from '@temporalio/client';
+import { defaultPayloadConverter } from '@temporalio/common';
 import { progressQuery } from '../core/messages/pipeline';
 import type { PipelineResult } from '../core/schemas/pipeline-spec';
 import { connectClient } from './client';
 import { MEMORY_SCOPES } from '../core/schemas/memory';
 import { duration, header, stepsTable, table, usageTable } from './format';
 import { searchMemory, type MemorySearchOptions } from './memory';
-import { PipelineProgressView } from './progress-view';
+import { PipelineProgressView, withMapItems, type PendingActivity } from './progress-view';
 import { printStepOutput } from './output';
+import { blobsGc, parseRetention, retentionFromEnv, type BlobsGcOptions } from './blobs';
 import { loadStackConfig } from '../stack/config';
 import { listCodePipelines, planRun, UsageError, type RunOptions } from './targets';
 
@@ -40,6 +43,12 @@ function positiveInteger(value: string): number {
   return n;
 }
 
+function retentionOption(value: string): number {
+  const parsed = parseRetention(value);
+  if (!parsed.ok) throw new InvalidArgumentError(parsed.message);
+  return parsed.ms;
+}
+
 function positiveNumber(value: string): number {
   const n = Number(value);
   if (!(n > 0)) throw new InvalidArgumentError('a positive number');
@@ -47,11 +56,29 @@ function positiveNumber(value: string): number {
 }
 
 async function queryProgress(handle: WorkflowHandle): Promise<PipelineResult | undefined> {
+  let progress: PipelineResult;
   try {
-    return await handle.query(progressQuery);
+    progress = await handle.query(progressQuery);
   } catch {
     return undefined;
   }
+  // Map steps count their items in their activities' heartbeats, which describe lists.
+  if (!Object.values(progress.steps).some((s) => s.status === 'running')) return progress;
+  try {
+    return withMapItems(progress, await pendingActivities(handle));
+  } catch {
+    return progress;
+  }
+}
+
+async function pendingActivities(handle: WorkflowHandle): Promise<PendingActivity[]> {
+  const { raw } = await handle.describe();
+  return (raw.pendingActivities ?? []).map((a) => ({
+    activityId: a.activityId ?? '',
+    details: a.heartbeatDetails?.payloads?.length
+      ? defaultPayloadConverter.fromPayload(a.heartbeatDetails.payloads[0]!)
+      : undefined,
+  }));
 }
 
 /** The final result: the workflow's return value, or the result carried by its failure. */
@@ -223,6 +250,26 @@ export function buildProgram(): Command {
         }),
       ),
     );
+
+  const blobs = program.command('blobs').description('the blob store of large step outputs');
+  blobs
+    .command('gc')
+    .description(
+      'remove outputs no open workflow references, a retention period after their last workflow closed',
+    )
+    .option(
+      '--retention <duration>',
+      'how long after its last use a blob is kept (7d, 36h, 90m; default PANTHEON_BLOB_RETENTION or 7d)',
+      retentionOption,
+    )
+    .option('--dry-run', 'say what would be removed, remove nothing')
+    .option('--json', 'print the decisions as JSON')
+    .action(async (options: BlobsGcOptions) => {
+      // Resolved before connecting: a bad PANTHEON_BLOB_RETENTION is a usage error, whatever Temporal's state.
+      const retention = options.retention ?? retentionFromEnv();
+      const blobDir = process.env.PANTHEON_BLOB_DIR || loadStackConfig().blobDir;
+      await withClient((client) => blobsGc(client, { ...options, retention, blobDir }));
+    });
 
   program
     .command('list')

@@ -31,12 +31,18 @@ export function findStepRefs(value: unknown, path: string): { path: string; step
   return [];
 }
 
+/** Every `$step` reference among a step's inputs: its args, kwargs and a map's list. */
+export function stepInputRefs(step: StepSpec): { path: string; step: string }[] {
+  return [
+    ...findStepRefs(step.args, 'args'),
+    ...findStepRefs(step.kwargs, 'kwargs'),
+    ...(step.map ? findStepRefs(step.map.over, 'map.over') : []),
+  ];
+}
+
 /** A step's dependencies: its `dependsOn` plus every step its inputs reference. */
 export function dependenciesOf(step: StepSpec): string[] {
-  const refs = [...findStepRefs(step.args, 'args'), ...findStepRefs(step.kwargs, 'kwargs')].map(
-    (r) => r.step,
-  );
-  return [...new Set([...step.dependsOn, ...refs])];
+  return [...new Set([...step.dependsOn, ...stepInputRefs(step).map((r) => r.step)])];
 }
 
 export function validateDag(steps: readonly StepSpec[]): Issue[] {
@@ -54,7 +60,7 @@ export function validateDag(steps: readonly StepSpec[]): Issue[] {
       else if (!index.has(dep))
         issues.push({ path: `steps[${i}].dependsOn[${j}]`, message: `unknown step "${dep}"` });
     });
-    for (const ref of [...findStepRefs(step.args, 'args'), ...findStepRefs(step.kwargs, 'kwargs')]) {
+    for (const ref of stepInputRefs(step)) {
       if (!index.has(ref.step))
         issues.push({ path: `steps[${i}].${ref.path}`, message: `unknown step "${ref.step}"` });
       else if (ref.step === step.id)

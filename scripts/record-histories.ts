@@ -115,6 +115,23 @@ async function main(): Promise<void> {
       project: 'replay',
       input: { items: [1, 2], indexMb: 16 },
     });
+    // Map steps: over another step's output, and one whose items fail (reported by index).
+    const mapped = env.startPipeline({
+      name: 'replay-map',
+      project: 'replay',
+      failurePolicy: 'continue',
+      steps: [
+        { id: 'list', task: 'pantheon_tasks.testkit:numbers', args: [50] },
+        { id: 'each', task: ECHO, map: { over: { $step: 'list' }, concurrency: 4 } },
+        {
+          id: 'bad',
+          task: 'pantheon_tasks.testkit:record_item',
+          args: [path.join(REPO_ROOT, '.state', 'replay-map-items.txt'), [2]],
+          map: { over: [1, 2, 3], maxItemAttempts: 1, maxFailedItems: 3 },
+        },
+      ],
+    });
+    const bulk = env.startCodePipeline('bulkScoring', { project: 'replay', input: { count: 300 } });
 
     // Live updates: every kind, on one pipeline.
     const updated = await env.startPipeline({
@@ -152,6 +169,8 @@ async function main(): Promise<void> {
     await save('research-report', await settled(await research), stack.temporal.address);
     await save('ticket-triage-fallback', await settled(await triage), stack.temporal.address);
     await save('batch-scoring', await settled(await scoring), stack.temporal.address);
+    await save('pipeline-map', await settled(await mapped), stack.temporal.address);
+    await save('bulk-scoring', await settled(await bulk), stack.temporal.address);
     await save(
       'agent-performance',
       env.client.workflow.getHandle(agentPerformanceWorkflowId('analyst')),

@@ -13,6 +13,7 @@ import { jobPolicySchema, DEFAULT_JOB_RUNTIME_ENV_KEYS, type JobPolicy } from '.
 import { defaultAllowedTaskModules, MODULE_NAME_PATTERN } from '../core/schemas/task-ref';
 import { describeZodError } from '../core/issues';
 import { HISTORY_LIMITS } from '../core/history-budget';
+import { DEFAULT_BLOB_RETENTION_MS, retentionDurationSchema } from '../core/blob-retention';
 import { isLoopbackHost, rayAddressHost, rayAuthToken } from '../stack/ray-auth';
 
 const REPO_ROOT = path.resolve(__dirname, '..');
@@ -93,6 +94,19 @@ const workerEnvSchema = z.object({
     .min(0)
     .max(HISTORY_LIMITS.maxStepOutputBytes)
     .default(64 * 1024),
+  /**
+   * The blob store the Ray nodes write, when this worker sees it too: with PANTHEON_BLOB_SWEEP_MS the
+   * worker removes what its retention allows (activities/ray/blob-retention.ts); unset, it never does.
+   */
+  PANTHEON_BLOB_DIR: z.string().min(1).optional(),
+  /** How often the worker collects the blob store; unset: never (`pantheon blobs gc` does it by hand). */
+  PANTHEON_BLOB_SWEEP_MS: z.coerce.number().int().min(1_000).optional(),
+  /** How long after its last use an output no open workflow references is kept (core/blob-retention.ts). */
+  PANTHEON_BLOB_RETENTION: z
+    .string()
+    .optional()
+    .transform((s) => (s ? s : undefined))
+    .pipe(retentionDurationSchema.optional()),
   PANTHEON_STATUS_POLL_MS: z.coerce.number().int().min(100).default(1_000),
   /** A step attempt still running after this long tells its pipeline it started (workers/step-start-notifier.ts). */
   PANTHEON_START_SIGNAL_DELAY_MS: z.coerce.number().int().min(0).default(500),
@@ -201,6 +215,14 @@ export function loadWorkerConfig(env: NodeJS.ProcessEnv = process.env) {
     dispatcherSweepMs: e.PANTHEON_DISPATCHER_SWEEP_MS,
     maxResultBytes: e.PANTHEON_MAX_RESULT_BYTES,
     blobThresholdBytes: e.PANTHEON_BLOB_THRESHOLD_BYTES,
+    blobRetention:
+      e.PANTHEON_BLOB_DIR && e.PANTHEON_BLOB_SWEEP_MS
+        ? {
+            blobDir: e.PANTHEON_BLOB_DIR,
+            intervalMs: e.PANTHEON_BLOB_SWEEP_MS,
+            retentionMs: e.PANTHEON_BLOB_RETENTION ?? DEFAULT_BLOB_RETENTION_MS,
+          }
+        : null,
     statusPollMs: e.PANTHEON_STATUS_POLL_MS,
     startSignalDelayMs: e.PANTHEON_START_SIGNAL_DELAY_MS,
     cancelGraceMs: e.PANTHEON_CANCEL_GRACE_MS,

@@ -15,6 +15,8 @@ import {
 import { PythonHelper } from '../stack/python-helper';
 import { DispatcherClient } from '../activities/ray/dispatcher-client';
 import { startDispatcherRetention } from '../activities/ray/dispatcher-retention';
+import { startBlobRetention } from '../activities/ray/blob-retention';
+import { temporalWorkflowStates } from '../stack/blob-store';
 import { createRayJobActivities } from '../activities/ray/job-step';
 import { workflowClosedCheck } from '../activities/ray/workflow-liveness';
 import { listRayNodes } from '../stack/ray-cluster-state';
@@ -203,6 +205,7 @@ export async function createPantheonWorker(
     async run() {
       let metricsServer: MetricsServer | null = null;
       let stopRetention: (() => void) | undefined;
+      let stopBlobRetention: (() => void) | undefined;
       try {
         if (config.metrics) metricsServer = await startMetricsServer(metricsRegistry, config.metrics);
         stopRetention = startDispatcherRetention(
@@ -211,9 +214,16 @@ export async function createPantheonWorker(
           config.dispatcherSweepMs,
           logger.child({ component: 'dispatcher-retention' }),
         );
+        if (config.blobRetention)
+          stopBlobRetention = startBlobRetention(
+            config.blobRetention,
+            temporalWorkflowStates(client),
+            logger.child({ component: 'blob-retention' }),
+          );
         await Promise.all(workers.map((w) => w.run()));
       } finally {
         stopRetention?.();
+        stopBlobRetention?.();
         clearInterval(capacityTimer);
         await metricsServer?.close();
         await nodeProviders.close();

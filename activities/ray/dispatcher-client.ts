@@ -19,6 +19,7 @@ import type { Resources } from '../../core/schemas/resources';
 import { PythonHelperCallError, PythonHelperLostError, type PythonHelper } from '../../stack/python-helper';
 import { FAILURE_KINDS } from './attempt-policy';
 import type { RayTaskOptions } from './ray-options';
+import { failedItemSchema, mapItemsSchema, type MapCall } from '../../core/schemas/map-step';
 
 export const historyItemSchema = z.object({
   generation: z.number().int(),
@@ -41,6 +42,8 @@ const stepStateSchema = z.object({
   memoryBytes: z.number().nullable().optional(),
   history: z.array(historyItemSchema).default([]),
   attached: z.boolean().optional(),
+  /** A map step's items. */
+  items: mapItemsSchema.optional(),
 });
 export type RayStepState = z.infer<typeof stepStateSchema>;
 
@@ -84,6 +87,10 @@ const failureSchema = z.object({
   type: z.string(),
   message: z.string(),
   traceback: z.string().optional(),
+  /** A map's items that failed for good (at most 100 listed), how many failed, how many never started. */
+  failedItems: z.array(failedItemSchema).optional(),
+  failedCount: z.number().int().optional(),
+  notStarted: z.number().int().optional(),
 });
 const outcomeSchema = z.discriminatedUnion('ok', [
   z.object({
@@ -95,6 +102,7 @@ const outcomeSchema = z.discriminatedUnion('ok', [
     runningMs: z.number(),
     memoryBytes: z.number().nullable().optional(),
     history: z.array(historyItemSchema).default([]),
+    items: mapItemsSchema.optional(),
   }),
   z.object({
     ok: z.literal(false),
@@ -103,6 +111,7 @@ const outcomeSchema = z.discriminatedUnion('ok', [
     nodes: z.array(z.string()).default([]),
     memoryBytes: z.number().nullable().optional(),
     history: z.array(historyItemSchema).default([]),
+    items: mapItemsSchema.optional(),
   }),
 ]);
 
@@ -138,6 +147,8 @@ export interface SubmitRequest {
   limits: { max_result_bytes: number; memory_guard: string; blob_threshold_bytes: number };
   /** The generation this plan was made from: the dispatcher refuses it if the key moved on since. */
   plan: { basedOn: number | null };
+  /** A map step: the task runs once per item of `map.over`. */
+  map?: MapCall;
 }
 
 export interface CancelRequest {

@@ -12,6 +12,7 @@
  * memory stays bounded by its output budget (ray-tasks/pantheon_runtime/step_store.py).
  */
 import type { Logger } from 'pino';
+import { runPeriodically } from './periodic';
 import type { DispatcherClient } from './dispatcher-client';
 import type { WorkflowClosedCheck } from './workflow-liveness';
 
@@ -55,16 +56,10 @@ export function startDispatcherRetention(
   intervalMs: number,
   logger: Logger,
 ): () => void {
-  let sweeping = false;
-  const timer = setInterval(() => {
-    if (sweeping) return;
-    sweeping = true;
-    sweepDispatcherRetention(dispatcher, workflowClosed, {}, logger)
-      .catch((err: unknown) => logger.warn({ err }, 'dispatcher retention sweep failed; it runs again later'))
-      .finally(() => {
-        sweeping = false;
-      });
-  }, intervalMs);
-  timer.unref();
-  return () => clearInterval(timer);
+  return runPeriodically(
+    'dispatcher retention sweep',
+    intervalMs,
+    () => sweepDispatcherRetention(dispatcher, workflowClosed, {}, logger),
+    logger,
+  );
 }

@@ -23,6 +23,7 @@ import { ApplicationFailure, Context } from '@temporalio/activity';
 import type { Logger } from 'pino';
 import type { NodeGroup } from '../../core/schemas/node-groups';
 import type { Resources } from '../../core/schemas/resources';
+import type { MapCall, MapItems } from '../../core/schemas/map-step';
 import { refuseTaskRef } from '../../core/schemas/task-ref';
 import { AGENT_HOST_TASK } from '../../core/agent-host';
 import { nodeGroupTaskQueue } from '../../core/task-queues';
@@ -51,6 +52,8 @@ export interface RayTaskStepInput {
   avoidNodes?: string[];
   /** The node group the step runs in (absent from activities scheduled before it was sent). */
   group?: string;
+  /** A map step: `task` runs once per item of `map.over`, each item its own Ray task. */
+  map?: MapCall;
 }
 
 export interface RayStepOutput {
@@ -70,6 +73,8 @@ export interface RayStepOutput {
   startedAtMs: number;
   /** When the server scheduled this attempt (epoch ms). */
   scheduledAtMs: number;
+  /** A map step's items. */
+  items?: MapItems;
 }
 
 const MB = 1024 * 1024;
@@ -217,6 +222,7 @@ export function createRayTaskActivities(
         options: toRayOptions(resources, avoidNodes),
         limits,
         plan: { basedOn: prior?.generation ?? null },
+        ...(input.map !== undefined && { map: input.map }),
       });
       if ('refused' in answer) {
         const refusal = refusalOf(answer);
@@ -335,6 +341,7 @@ export function createRayTaskActivities(
         tries,
         startedAtMs,
         scheduledAtMs: Math.round(ctx.info.currentAttemptScheduledTimestampMs),
+        ...(outcome.items !== undefined && { items: outcome.items }),
       };
     }
     const { error } = outcome;
@@ -348,6 +355,12 @@ export function createRayTaskActivities(
         memoryMb: bytesToMb(outcome.memoryBytes),
         tries,
         traceback: error.traceback,
+        ...(outcome.items !== undefined && { items: outcome.items }),
+        ...(error.failedItems !== undefined && {
+          failedItems: error.failedItems,
+          failedCount: error.failedCount,
+          notStarted: error.notStarted,
+        }),
       },
     ];
     if (error.kind === 'oom') {

@@ -148,6 +148,8 @@ export function renderMarkdown(r: BenchResult): string {
     `| fan-out ≥ 0.8× bare-activity fan-out | ${fmt(s.fanoutStepsPerS as number)} vs ${fmt(s.bareFanoutStepsPerS as number)} steps/s (${ratio(s.fanoutStepsPerS as number, s.bareFanoutStepsPerS as number)}) | ${met(s.goalFanoutMet)} |`,
     `| ≥ 50× less overhead than a Ray job per step | ${fmt(s.jobOverheadRatio as number)}× | ${met(s.goalJobRatioMet)} |`,
     `| worker RSS ≤ 200 MB (peak under the fan-out) | ${fmt(s.workerRssMb as number, 0)} MB (idle ${fmt(s.workerIdleRssMb as number, 0)} MB) | ${met(s.goalWorkerRssMet)} |`,
+    `| map items ≥ 0.8× raw Ray tasks (issue 13), ${String(r.mapItems?.items ?? '—')} items | ${fmt(s.mapItemsPerS as number)} vs ${fmt(s.rawRayItemsPerS as number)} items/s (${ratio(s.mapItemsPerS as number, s.rawRayItemsPerS as number)}) | ${met(s.goalMapItemsMet)} |`,
+    `| ${String(r.largeOutput?.mb ?? '—')} MB output handed to the next step in < 5 s (issue 13) | ${fmt(s.largeOutputHandOffS as number)} s (${fmt(s.largeOutputMbPerS as number)} MB/s) | ${met(s.goalLargeOutputMet)} |`,
     '',
     '## Notes',
     '',

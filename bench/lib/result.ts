@@ -18,6 +18,10 @@ export interface BenchProfile {
   rayWarmup: number;
   raySamples: number;
   fanoutSteps: number;
+  /** Items of the map-step case, and the raw Ray tasks it is compared with. */
+  mapItems: number;
+  /** The output handed from one step to the next in the large-output case (MB). */
+  largeOutputMb: number;
   sleepFanoutSteps: number;
   sleepSeconds: number;
   fanoutRepeats: number;
@@ -36,6 +40,8 @@ export const PROFILES: Record<'full' | 'quick', BenchProfile> = {
     rayWarmup: 20,
     raySamples: 200,
     fanoutSteps: 1000,
+    mapItems: 100_000,
+    largeOutputMb: 100,
     sleepFanoutSteps: 100,
     sleepSeconds: 0.1,
     fanoutRepeats: 1,
@@ -51,6 +57,8 @@ export const PROFILES: Record<'full' | 'quick', BenchProfile> = {
     rayWarmup: 10,
     raySamples: 50,
     fanoutSteps: 200,
+    mapItems: 10_000,
+    largeOutputMb: 100,
     sleepFanoutSteps: 50,
     sleepSeconds: 0.1,
     fanoutRepeats: 1,
@@ -101,6 +109,10 @@ export interface BenchResult {
     underFanout: MemoryReading;
     bareWorker: { idle: number; underFanout: number };
   };
+  /** A map step over `items` no-op items against as many raw Ray tasks, same resources (1 CPU each). */
+  mapItems?: { items: number; map: FanoutFigures; rawRay: FanoutFigures; mapStepRunningS: number };
+  /** A step's output of `mb` MB handed to the next step by reference. */
+  largeOutput?: { mb: number; pipelineS: number; handOffS: number };
   agentMemory?: Record<string, unknown>;
   autoscalerSim?: Record<string, unknown>;
   autoscaler?: Record<string, unknown>;
@@ -158,6 +170,14 @@ export function summarizeResult(r: BenchResult): BenchResult['summary'] {
     makespanRatio: num(r.autoscaler, 'makespanRatio') ?? num(r.autoscalerSim, 'makespanRatio'),
     autoscalerRatiosFrom:
       num(r.autoscaler, 'nodeSecondsRatio') !== null ? 'live' : r.autoscalerSim ? 'simulation' : null,
+    mapItemsPerS: r.mapItems?.map.stepsPerS ?? null,
+    rawRayItemsPerS: r.mapItems?.rawRay.stepsPerS ?? null,
+    mapItemsVsRawRay:
+      r.mapItems && r.mapItems.rawRay.stepsPerS > 0
+        ? round(r.mapItems.map.stepsPerS / r.mapItems.rawRay.stepsPerS, 2)
+        : null,
+    largeOutputMbPerS: r.largeOutput ? round(r.largeOutput.mb / r.largeOutput.handOffS, 1) : null,
+    largeOutputHandOffS: r.largeOutput?.handOffS ?? null,
     recallP50Ms: num(r.agentMemory, 'recallP50Ms'),
     recallP99Ms: num(r.agentMemory, 'recallP99Ms'),
     memoryPoints: num(r.agentMemory, 'points'),
@@ -179,5 +199,8 @@ export function summarizeResult(r: BenchResult): BenchResult['summary'] {
   summary.goalJobRatioMet =
     summary.jobOverheadRatio === null ? null : (summary.jobOverheadRatio as number) >= 50;
   summary.goalWorkerRssMet = workerRssMb === null ? null : workerRssMb <= 200;
+  summary.goalMapItemsMet =
+    summary.mapItemsVsRawRay === null ? null : (summary.mapItemsVsRawRay as number) >= 0.8;
+  summary.goalLargeOutputMet = r.largeOutput ? r.largeOutput.handOffS < 5 : null;
   return summary;
 }

@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { MAP_LIMITS, type MapItems } from './map-step';
 import { memoryIdentifierSchema } from './memory';
 import { stepResourcesSchema, type Resources } from './resources';
 import { TASK_REF_FORM, TASK_REF_PATTERN } from './task-ref';
@@ -51,6 +52,22 @@ export const stepRefSchema = z
   })
   .strict();
 export type StepRef = z.infer<typeof stepRefSchema>;
+
+/** A map as a step declares it: `over` is a list, or a `$step` reference to one. */
+export const mapSpecSchema = z
+  .object({
+    over: z.union([z.array(z.unknown()).max(MAP_LIMITS.maxItems), stepRefSchema], {
+      error: 'a list, or {"$step": id} of a step whose output is one',
+    }),
+    /** Items in flight at once; default: as many as the cluster's CPUs hold at the step's request. */
+    concurrency: z.number().int().min(1).max(MAP_LIMITS.maxConcurrency).optional(),
+    /** Tries per item, the first included (default 3). */
+    maxItemAttempts: z.number().int().min(1).max(MAP_LIMITS.maxItemAttempts).optional(),
+    /** Items that may fail for good before no new item starts (default 0: the first failure stops it). */
+    maxFailedItems: z.number().int().min(0).max(MAP_LIMITS.maxItems).optional(),
+  })
+  .strict();
+export type MapSpec = z.infer<typeof mapSpecSchema>;
 
 export const retrySchema = z
   .object({
@@ -106,6 +123,8 @@ export const stepSpecSchema = z
       .record(z.string().regex(KWARG_NAME_PATTERN, 'a Python parameter name (not a dunder)'), z.unknown())
       .default({}),
     dependsOn: z.array(stepIdSchema).default([]),
+    /** Runs `task` once per item of a list: `task(item, *args, **kwargs)`; the output is the list of results. */
+    map: mapSpecSchema.optional(),
     resources: stepResourcesSchema.optional(),
     retry: retrySchema.optional(),
     timeoutSeconds: z.number().min(1).max(SPEC_LIMITS.maxTimeoutSeconds).optional(),
@@ -119,7 +138,7 @@ export const stepSpecSchema = z
   .superRefine((step, ctx) => {
     let inputBytes: number;
     try {
-      inputBytes = JSON.stringify([step.args, step.kwargs]).length;
+      inputBytes = JSON.stringify([step.args, step.kwargs, step.map?.over ?? null]).length;
     } catch {
       ctx.addIssue({ code: 'custom', path: ['args'], message: 'args and kwargs must be plain JSON' });
       return;
@@ -128,7 +147,7 @@ export const stepSpecSchema = z
       ctx.addIssue({
         code: 'custom',
         path: ['args'],
-        message: `args and kwargs take ${inputBytes} bytes as JSON, more than ${SPEC_LIMITS.maxStepInputBytes}: pass large data by reference`,
+        message: `args and kwargs${step.map ? ' and map.over' : ''} take ${inputBytes} bytes as JSON, more than ${SPEC_LIMITS.maxStepInputBytes}: pass large data by reference (a list as another step's output)`,
       });
     const kinds = [step.task, step.job, step.agent].filter((k) => k !== undefined).length;
     if (kinds !== 1)
@@ -136,6 +155,12 @@ export const stepSpecSchema = z
         code: 'custom',
         path: ['task'],
         message: 'a step names exactly one of "task", "job" or "agent"',
+      });
+    if (step.map && step.task === undefined)
+      ctx.addIssue({
+        code: 'custom',
+        path: ['map'],
+        message: 'a map step runs a "task" over its items (not a job or an agent)',
       });
   });
 
@@ -197,6 +222,9 @@ export const FINAL_STEP_STATUSES: ReadonlySet<StepStatus> = new Set([
 ]);
 
 /** How a step's resources were chosen: given by the step, learned from the agent's runs, or its defaults. */
+/** A map step's items in its record; a failed map also lists which items failed for good (at most 100). */
+export type StepMapItems = MapItems & { failedIndices?: number[] };
+
 export type ResourceAllocation = 'explicit' | 'observed' | 'agent-default' | 'default';
 
 export interface StepResult {
@@ -236,6 +264,8 @@ export interface StepResult {
   allocation?: ResourceAllocation;
   /** How long the agent's runs usually take (its performance record): what a progress bar can fill against. */
   expectedRunningMs?: number;
+  /** A map step: how many items there are and how they ended. */
+  items?: StepMapItems;
   /** Measured by the agent host for agent steps. */
   cpuSeconds?: number;
   peakMemoryMb?: number;

@@ -14,6 +14,16 @@ Content addressing makes a write idempotent (a retried step writes the same
 file) and a reference unforgeable in practice: naming a blob takes knowing its
 content's hash. Writes go to a temporary file renamed into place, so a reader
 never sees half a blob.
+
+Retention (issue #13): ``put`` given the workflow that wrote the output also
+pins the blob for it, a file ``pins/<hex[:2]>/<hex>/<sha256 of the workflow id>``
+holding the id. The collector (``pantheon blobs gc``; core/blob-retention.ts
+decides, stack/blob-store.ts acts) keeps a blob while any workflow that pins it
+is open, and removes it a retention period after the last of them closed. The
+pin is written before the blob's existence is checked, and a blob already
+stored is touched (its mtime is its last use): a collector removing the blob
+at that moment sees the new pin or the new mtime and puts the blob back, or
+has already moved it away, and then this write stores it again.
 """
 
 from __future__ import annotations
@@ -30,6 +40,8 @@ BLOB_DIR_ENV = "PANTHEON_BLOB_DIR"
 MAX_BLOB_BYTES_ENV = "PANTHEON_MAX_BLOB_BYTES"
 DEFAULT_MAX_BLOB_BYTES = 256 * 1024 * 1024
 REF_KEY = "$blob"
+PINS_DIR = "pins"
+TEMP_PREFIX = ".incoming-"
 PREVIEW_CHARS = 200
 _DIGEST = re.compile(r"^sha256:([0-9a-f]{64})$")
 _REF_KEYS = {REF_KEY, "bytes", "preview"}
@@ -65,25 +77,31 @@ class BlobStore:
     def _path(self, hexdigest: str) -> Path:
         return self.root / hexdigest[:2] / hexdigest
 
-    def put(self, text: str) -> dict:
-        """Stores a JSON text; returns its reference."""
+    def pin_path(self, hexdigest: str, workflow_id: str) -> Path:
+        """Where the pin of a blob for a workflow lives (the layout stack/blob-store.ts reads)."""
+        named = hashlib.sha256(workflow_id.encode("utf-8")).hexdigest()
+        return self.root / PINS_DIR / hexdigest[:2] / hexdigest / named
+
+    def put(self, text: str, workflow_id: Optional[str] = None) -> dict:
+        """Stores a JSON text, pinned for ``workflow_id`` when given; returns its reference."""
         data = text.encode("utf-8")
         if len(data) > self.max_bytes:
             raise BlobTooLarge(f"{len(data)} bytes, above the blob store's {self.max_bytes}-byte limit")
         hexdigest = hashlib.sha256(data).hexdigest()
-        target = self._path(hexdigest)
-        if not target.exists():
-            target.parent.mkdir(parents=True, exist_ok=True)
-            fd, temporary = tempfile.mkstemp(dir=target.parent, prefix=".incoming-")
+        if workflow_id is not None:
+            pin = self.pin_path(hexdigest, workflow_id)
             try:
-                with os.fdopen(fd, "wb") as out:
-                    out.write(data)
-                    out.flush()
-                    os.fsync(out.fileno())
-                os.replace(temporary, target)
-            except BaseException:
-                Path(temporary).unlink(missing_ok=True)
-                raise
+                # Touched, like the blob: a collector checks a pin it is about to remove is unchanged.
+                os.utime(pin)
+            except FileNotFoundError:
+                _write_atomically(pin, workflow_id.encode("utf-8"))
+        target = self._path(hexdigest)
+        try:
+            # Reusing a stored blob is a use: its retention starts again, and a collector that is
+            # removing it sees the new mtime (or has moved it away, and the except writes it again).
+            os.utime(target)
+        except FileNotFoundError:
+            _write_atomically(target, data)
         return {REF_KEY: f"sha256:{hexdigest}", "bytes": len(data), "preview": text[:PREVIEW_CHARS]}
 
     def get_text(self, digest: str) -> str:
@@ -109,6 +127,29 @@ class BlobStore:
         if isinstance(value, dict):
             return {key: self.resolve(item) for key, item in value.items()}
         return value
+
+
+def _write_atomically(target: Path, data: bytes) -> None:
+    """Writes ``target`` through a temporary file renamed into place: readers see all of it or nothing."""
+    for attempt in range(3):
+        target.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            fd, temporary = tempfile.mkstemp(dir=target.parent, prefix=TEMP_PREFIX)
+        except FileNotFoundError:
+            # A collector removed the (empty) pin directory between the mkdir and here: make it again.
+            if attempt == 2:
+                raise
+            continue
+        try:
+            with os.fdopen(fd, "wb") as out:
+                out.write(data)
+                out.flush()
+                os.fsync(out.fileno())
+            os.replace(temporary, target)
+        except BaseException:
+            Path(temporary).unlink(missing_ok=True)
+            raise
+        return
 
 
 def configured_store(env: Mapping[str, str] = os.environ) -> Optional[BlobStore]:

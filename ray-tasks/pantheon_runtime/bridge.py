@@ -62,6 +62,8 @@ class Bridge:
             "resources": p.get("resources"),
             "workflow": p.get("workflowId"),
         }
+        if p.get("map") is not None:
+            call["map"] = p["map"]  # a map step: its list (or a reference to it) and how to run the items
         return await self.call_dispatcher("submit", p["key"], p["run"], p["attempt"], call, p.get("plan"))
 
     async def finished_runs(self, p: dict) -> list:

@@ -51,13 +51,22 @@ from ray import exceptions as rex
 
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
+from . import blob_store
 from .blob_store import BlobNotFound
+from .map_runner import (
+    DEFAULT_MAX_FAILED_ITEMS,
+    DEFAULT_MAX_ITEM_ATTEMPTS,
+    MAX_MAP_ITEMS,
+    MapItemsFailed,
+    MapRun,
+)
 from .memory_guard import MemoryGuardUnavailable, StepMemoryExceeded, inspect_cgroup
-from .runner import StepOutputRejected, run_step
+from .runner import StepOutputRejected, run_map_item, run_step
 from .step_store import Entry, OutputStore, StepTable, decide, fingerprint, workflow_of
 from .task_refs import AGENT_HOST_TASK, TaskRefRefused, check_definition, configured_allowlist
 
 run_step_task = ray.remote(run_step)
+run_map_item_task = ray.remote(run_map_item)
 inspect_cgroup_task = ray.remote(inspect_cgroup)
 ALLOWED_OPTION_KEYS = {"num_cpus", "num_gpus", "memory", "resources", "label_selector"}
 # The node itself went away (or its raylet did): the next attempt must avoid it. An object lost
@@ -75,6 +84,8 @@ FORCED_STOP_WAIT_S = 30.0
 OUTPUT_BUDGET_ENV = "PANTHEON_DISPATCHER_OUTPUT_BUDGET_MB"
 DEFAULT_OUTPUT_BUDGET_MB = 256
 SPILL_DIR_ENV = "PANTHEON_DISPATCHER_SPILL_DIR"
+# Items of a zero-CPU map in flight at once when it names no concurrency.
+MAX_DEFAULT_MAP_CONCURRENCY = 64
 
 
 class DispatcherConfigError(Exception):
@@ -90,6 +101,39 @@ def output_budget_bytes(env=os.environ) -> int:
     if mb < 0:
         raise DispatcherConfigError(f"{OUTPUT_BUDGET_ENV}: {raw!r} is not a whole number of megabytes")
     return mb * 1024 * 1024
+
+
+def _finished_items_blocking(refs: list) -> list:
+    # At least one (or none after a second, so that a thread of a cancelled map does not linger),
+    # then every other one already finished, fetched in one call when none of them failed.
+    ready, _ = ray.wait(refs, num_returns=1, timeout=1.0, fetch_local=False)
+    if not ready:
+        return []
+    ready, _ = ray.wait(refs, num_returns=len(refs), timeout=0, fetch_local=False)
+    try:
+        return [(ref, True, value) for ref, value in zip(ready, ray.get(ready))]
+    except Exception:  # noqa: BLE001 — one of them failed: take them one by one
+        finished = []
+        for ref in ready:
+            try:
+                finished.append((ref, True, ray.get(ref)))
+            except Exception as err:  # noqa: BLE001 — the item's failure, classified by the map
+                finished.append((ref, False, err))
+        return finished
+
+
+async def finished_items(refs: list) -> list:
+    """A map's items that have finished, as (ref, ok, output text or exception), waited for off the event loop."""
+    return await asyncio.to_thread(_finished_items_blocking, refs)
+
+
+def default_map_concurrency(options: dict) -> int:
+    """Items of a map in flight when the step names no `concurrency`: as many as the cluster's CPUs hold."""
+    cpus_per_item = float(options.get("num_cpus") or 0)
+    total = float(ray.cluster_resources().get("CPU", 1))
+    if cpus_per_item <= 0:
+        return MAX_DEFAULT_MAP_CONCURRENCY
+    return max(1, min(MAX_DEFAULT_MAP_CONCURRENCY, int(total // cpus_per_item)))
 
 
 def refused(kind: str, field: str, message: str) -> dict:
@@ -175,7 +219,9 @@ class Dispatcher:
         if rejection is not None:
             return rejection
         try:
-            work = fingerprint(call["task"], call.get("args", []), call.get("kwargs", {}), call.get("resources"))
+            work = fingerprint(
+                call["task"], call.get("args", []), call.get("kwargs", {}), call.get("resources"), call.get("map")
+            )
         except (TypeError, ValueError) as err:
             return refused("InvalidStepInput", "args", f"the step's arguments are not strict JSON: {err}")
         entry = self._table.get(key)
@@ -210,18 +256,92 @@ class Dispatcher:
         limits["allowed_packages"] = list(self._allowlist)
         if options.get("memory"):
             limits["memory_limit_bytes"] = int(options["memory"])
-        # The task is named after its key so that Ray's own state API can find it.
-        ref = run_step_task.options(name=key, max_retries=0, retry_exceptions=False, **options).remote(
-            key, generation, call["task"], call.get("args", []), call.get("kwargs", {}), limits
-        )
+        map_run = None
+        if call.get("map") is not None:
+            earlier = entry if entry is not None and entry.run == run else None
+            map_run = await self._plan_map(call, options, earlier)
+            if isinstance(map_run, dict):
+                return map_run
+            current = self._table.get(key)
+            if current is not entry:  # another attempt submitted while this one read the list
+                return {**self._describe(current), "conflict": True}
         entry = Entry(
-            key=key, run=run, attempt=attempt, generation=generation, ref=ref, submitted_at=self._table.clock(),
+            key=key, run=run, attempt=attempt, generation=generation, ref=None, submitted_at=self._table.clock(),
             workflow=call.get("workflow") or workflow_of(key), fingerprint=work, task=call["task"],
             nodes=nodes, memory=options.get("memory"), history=history, claimed=(run, attempt),
         )
+        if map_run is None:
+            # The task is named after its key so that Ray's own state API can find it.
+            entry.ref = run_step_task.options(name=key, max_retries=0, retry_exceptions=False, **options).remote(
+                key, generation, call["task"], call.get("args", []), call.get("kwargs", {}), limits
+            )
+        else:
+            entry.map = map_run
+            entry.state, entry.started_at = "running", entry.submitted_at
+            entry.ref = asyncio.get_running_loop().create_task(self._run_map(entry, call, options, limits))
         self._table.put(entry)
         asyncio.get_running_loop().create_task(self._watch(entry))
         return self._describe(entry, attached=False)
+
+    async def _plan_map(self, call: dict, options: dict, earlier: Optional[Entry]):
+        """The MapRun of a map call (its list resolved from the blob store if it is a reference), or a refusal."""
+        spec = call["map"]
+        over = spec.get("over")
+        store = blob_store.configured_store()
+        if store is not None and blob_store.is_ref(over):
+            try:
+                over = await asyncio.to_thread(store.resolve, over)
+            except BlobNotFound as err:
+                return refused("BlobNotFound", "map.over", str(err))
+        if not isinstance(over, list):
+            return refused("InvalidStepInput", "map.over", f"a map runs over a list; it was given {type(over).__name__}")
+        if len(over) > MAX_MAP_ITEMS:
+            return refused("MapTooLarge", "map.over", f"{len(over)} items, more than the {MAX_MAP_ITEMS} a map takes")
+        # Items an earlier generation of this key (same workflow run, same work) finished are not run again.
+        carried = earlier.map.finished_outputs() if earlier is not None and earlier.map is not None else {}
+        return MapRun(
+            items=over,
+            concurrency=int(spec.get("concurrency") or default_map_concurrency(options)),
+            adaptive=not spec.get("concurrency"),
+            max_attempts=int(spec.get("maxItemAttempts") or DEFAULT_MAX_ITEM_ATTEMPTS),
+            max_failed=int(spec.get("maxFailedItems") or DEFAULT_MAX_FAILED_ITEMS),
+            non_retryable=frozenset(spec.get("nonRetryableErrors") or ()),
+            carried=carried,
+        )
+
+    async def _run_map(self, entry: Entry, call: dict, options: dict, limits: dict) -> dict:
+        """Runs a map's items; its output (the list in item order) by reference when large, like a step's."""
+        # Items are named after the step's key, so Ray's state API finds them all under it.
+        item_task = run_map_item_task.options(name=entry.key, max_retries=0, retry_exceptions=False, **options)
+        args, kwargs = call.get("args", []), call.get("kwargs", {})
+        text = await entry.map.run(
+            lambda _index, item: item_task.remote(call["task"], item, args, kwargs, limits),
+            finished_items,
+            classify_failure,
+        )
+        size = len(text.encode("utf-8"))
+        threshold = limits.get("blob_threshold_bytes") or 0
+        store = blob_store.configured_store()
+        if store is not None and 0 < threshold < size:
+            try:
+                reference = await asyncio.to_thread(store.put, text, entry.workflow)
+            except blob_store.BlobTooLarge as err:
+                raise StepOutputRejected(f"the outputs of map step {entry.key} are {err}") from None
+            return {"outputJson": json.dumps(reference), "node": None}
+        if size > limits["max_result_bytes"]:
+            raise StepOutputRejected(
+                f"the outputs of map step {entry.key} take {size} bytes, above the {limits['max_result_bytes']}-byte "
+                "result limit (the Ray side has no blob store to keep them by reference)"
+            )
+        return {"outputJson": text, "node": None}
+
+    def _interrupt(self, entry: Entry, force: bool) -> None:
+        """Stops a step's Ray task, or a map's items and the map itself."""
+        if entry.map is None:
+            ray.cancel(entry.ref, force=force, recursive=True)
+            return
+        entry.map.interrupt(lambda ref: ray.cancel(ref, force=force, recursive=True))
+        entry.ref.cancel()
 
     async def _watch(self, entry: Entry) -> None:
         output_json = None
@@ -234,11 +354,22 @@ class Dispatcher:
             outcome = {"ok": True, "node": entry.node}
             entry.state = "succeeded"
         except BaseException as err:  # noqa: BLE001 — every failure becomes a record
-            failure = classify_failure(err)
+            if isinstance(err, MapItemsFailed):
+                failure = err.record
+            elif isinstance(err, asyncio.CancelledError):
+                failure = {"kind": "cancelled", "type": "TaskCancelledError", "message": "the map step was cancelled"}
+            elif isinstance(err, StepOutputRejected):
+                failure = {"kind": "rejected", "type": "StepOutputRejected", "message": str(err)[:4000]}
+            else:
+                failure = classify_failure(err)
             if failure["kind"] == "worker_crashed":
                 failure = await self._memory_post_mortem(entry, failure)
             outcome = {"ok": False, "error": failure, "node": entry.node}
             entry.state = "cancelled" if failure["kind"] == "cancelled" else "failed"
+        if entry.map is not None:
+            outcome["items"] = entry.map.progress()
+            if entry.state == "succeeded":
+                entry.map.outputs = None  # the whole output is kept by the table now
         self._table.finish(entry, outcome, output_json)
         outcome.update(self._timing(entry))
         outcome["nodes"] = list(entry.nodes)
@@ -330,7 +461,7 @@ class Dispatcher:
             return {"cancelled": False, "superseded": True, "claimedBy": entry.claimed[1]}
         if entry.force_stop_at is None:
             entry.force_stop_at = time.time() + (0 if force else grace_s)
-        ray.cancel(entry.ref, force=force, recursive=True)
+        self._interrupt(entry, force)
         if wait:
             try:
                 await self._stopped(entry)
@@ -353,7 +484,7 @@ class Dispatcher:
             except asyncio.TimeoutError:
                 pass
         if not entry.done.is_set():
-            ray.cancel(entry.ref, force=True, recursive=True)
+            self._interrupt(entry, True)
             await asyncio.wait_for(entry.done.wait(), FORCED_STOP_WAIT_S)
 
     def _timing(self, entry: Entry) -> dict:
@@ -377,6 +508,8 @@ class Dispatcher:
             "history": list(entry.history),
             **self._timing(entry),
         }
+        if entry.map is not None:
+            described["items"] = entry.map.progress()
         if attached is not None:
             described["attached"] = attached
         return described

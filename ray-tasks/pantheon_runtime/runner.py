@@ -24,12 +24,13 @@ import inspect
 import json
 import os
 import time
-from typing import Any
+from typing import Any, Callable, Optional
 
 import ray
 
 from . import blob_store, strict_json
 from .memory_guard import StepMemoryExceeded, start_guard
+from .step_store import workflow_of
 from .task_refs import resolve_task
 
 DISPATCHER_NAME = "pantheon-dispatcher"
@@ -57,38 +58,55 @@ def _notify_started(key: str, generation: int, node_id: str, guard: dict | None)
         _dispatcher = None
 
 
+def _guarded(task_ref: str, guard: Any, limit_bytes: Optional[int], work: Callable[[], Any]) -> Any:
+    """Runs `work` (resolving the inputs, calling the task) under the memory guard, stopped after.
+
+    A refused allocation becomes StepMemoryExceeded; an awaitable the task returned is run to its end.
+    """
+    try:
+        output: Any = work()
+        if inspect.isawaitable(output):
+            output = asyncio.run(output)
+        return output
+    except MemoryError as err:
+        if guard.mode == "off":
+            raise
+        raise StepMemoryExceeded(
+            f"{task_ref} needed more than its memory request of {(limit_bytes or 0) // (1024 * 1024)} MB "
+            f"(allocation refused by the {guard.mode} memory guard)"
+        ) from err
+    finally:
+        guard.stop()
+
+
+def _encoded(task_ref: str, output: Any) -> tuple[str, int]:
+    """The output as strict JSON text, and its size in bytes."""
+    try:
+        encoded = strict_json.encode(output, "output")
+    except strict_json.NotStrictJson as err:
+        raise StepOutputRejected(f"output of {task_ref} is not strict JSON: {err}") from None
+    return encoded, len(encoded.encode("utf-8"))
+
+
 def run_step(key: str, generation: int, task_ref: str, args: list, kwargs: dict, limits: dict) -> dict:
     node_id = ray.get_runtime_context().get_node_id()
     store = blob_store.configured_store()
     limit_bytes = limits.get("memory_limit_bytes")
     guard = start_guard(limits.get("memory_guard", "off"), limit_bytes, f"{key}/g{generation}")
-    try:
+
+    def work() -> Any:
         _notify_started(key, generation, node_id, guard.describe())
         function = resolve_task(task_ref, limits["allowed_packages"])
-        if store is not None:
-            args, kwargs = store.resolve(args), store.resolve(kwargs)
-        output: Any = function(*args, **kwargs)
-        if inspect.isawaitable(output):
-            output = asyncio.run(output)
-    except MemoryError as err:
-        if guard.mode == "off":
-            raise
-        raise StepMemoryExceeded(
-            f"{task_ref} needed more than its memory request of {limit_bytes // (1024 * 1024)} MB "
-            f"(allocation refused by the {guard.mode} memory guard)"
-        ) from err
-    finally:
-        guard.stop()
-    try:
-        encoded = strict_json.encode(output, "output")
-    except strict_json.NotStrictJson as err:
-        raise StepOutputRejected(f"output of {task_ref} is not strict JSON: {err}") from None
+        if store is None:
+            return function(*args, **kwargs)
+        return function(*store.resolve(args), **store.resolve(kwargs))
+
+    encoded, size = _encoded(task_ref, _guarded(task_ref, guard, limit_bytes, work))
     max_bytes = limits["max_result_bytes"]
-    size = len(encoded.encode("utf-8"))
     threshold = limits.get("blob_threshold_bytes") or 0
     if store is not None and 0 < threshold < size:
         try:
-            reference = store.put(encoded)
+            reference = store.put(encoded, workflow_of(key))
         except blob_store.BlobTooLarge as err:
             raise StepOutputRejected(f"output of {task_ref} is {err}") from None
         return {"outputJson": json.dumps(reference), "node": node_id}
@@ -97,3 +115,41 @@ def run_step(key: str, generation: int, task_ref: str, args: list, kwargs: dict,
             f"output of {task_ref} is {size} bytes, above the {max_bytes}-byte result limit"
         )
     return {"outputJson": encoded, "node": node_id}
+
+
+_functions: dict[tuple[str, tuple], Any] = {}
+
+
+def _map_function(task_ref: str, allowed: list) -> Any:
+    # One resolution per worker process: a map calls the same function for every item, and importing
+    # and checking it each time would cost more than a no-op item itself.
+    cache_key = (task_ref, tuple(allowed))
+    function = _functions.get(cache_key)
+    if function is None:
+        function = _functions[cache_key] = resolve_task(task_ref, allowed)
+    return function
+
+
+def run_map_item(task_ref: str, item: Any, args: list, kwargs: dict, limits: dict) -> str:
+    """One item of a map step: `function(item, *args, **kwargs)`, its output returned as strict JSON text.
+
+    Lighter than run_step: the dispatcher, which submitted the item, learns where it ran from Ray when
+    it needs to, and items are never stored one by one as blobs (the map's whole output is, when large).
+    Items are held to the step's memory request like steps.
+    """
+    store = blob_store.configured_store()
+    limit_bytes = limits.get("memory_limit_bytes")
+    guard = start_guard(limits.get("memory_guard", "off"), limit_bytes, task_ref)
+
+    def work() -> Any:
+        function = _map_function(task_ref, limits["allowed_packages"])
+        if store is None:
+            return function(item, *args, **kwargs)
+        return function(store.resolve(item), *store.resolve(args), **store.resolve(kwargs))
+
+    encoded, size = _encoded(task_ref, _guarded(task_ref, guard, limit_bytes, work))
+    if size > limits["max_result_bytes"]:
+        raise StepOutputRejected(
+            f"output of {task_ref} is {size} bytes, above the {limits['max_result_bytes']}-byte limit of one item"
+        )
+    return encoded

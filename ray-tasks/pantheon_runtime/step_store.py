@@ -40,10 +40,13 @@ HISTORY_LIMIT = 50
 ACTIVE_STATES = ("pending", "running")
 
 
-def fingerprint(task: str, args: Any, kwargs: Any, resources: Any) -> str:
-    """The identity of a step's work: task, arguments and declared resources, as canonical JSON."""
+def fingerprint(task: str, args: Any, kwargs: Any, resources: Any, map_spec: Any = None) -> str:
+    """The identity of a step's work: task, arguments, declared resources (and a map's list), as canonical JSON."""
+    work = {"task": task, "args": args, "kwargs": kwargs, "resources": resources or {}}
+    if map_spec is not None:
+        work["map"] = map_spec
     canonical = json.dumps(
-        {"task": task, "args": args, "kwargs": kwargs, "resources": resources or {}},
+        work,
         sort_keys=True,
         separators=(",", ":"),
         allow_nan=False,
@@ -76,6 +79,7 @@ class Entry:
     outcome: Optional[dict] = None
     memory: Optional[int] = None  # the memory request (bytes) this generation ran with
     guard: Optional[dict] = None  # the runner's memory guard, reported at start
+    map: Any = None  # a map step's MapRun (map_runner.py): its items' progress and finished outputs
     history: list = field(default_factory=list)  # finished generations of this key, oldest first
     # The (run, attempt) that last submitted or attached: only it may cancel the task, so a stale
     # attempt (its worker stalled past the heartbeat timeout) cannot cancel work a newer one took over.

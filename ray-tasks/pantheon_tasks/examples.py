@@ -234,6 +234,11 @@ def build_index(documents: list[str], working_set_mb: int = 64, hold_seconds: fl
     return {"documents": len(documents), "terms": len(index), "workingSetMb": working_set_mb}
 
 
+def make_items(count: int) -> list[str]:
+    """The items of a bulk-scoring run: `item-0` … `item-<count - 1>`."""
+    return [f"item-{i}" for i in range(count)]
+
+
 def score_item(item: Any, think_seconds: float = 0.1) -> dict:
     """Scores one item of a fan-out (map step)."""
     _think(think_seconds)

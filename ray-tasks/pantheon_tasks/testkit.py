@@ -56,6 +56,25 @@ def append_line(path: str, line: str, delay_seconds: float = 0) -> str:
     return line
 
 
+def numbers(count: int) -> list:
+    """Returns [0, 1, …, count - 1]: a list for a map step to run over."""
+    return list(range(count))
+
+
+def record_item(item: Any, path: str, fail_items: list | None = None, delay_seconds: float = 0) -> Any:
+    """A map item's side effect: sleeps, appends the item as one line of `path` and returns it.
+
+    Items listed in `fail_items` raise ValueError instead, every time (after the line is written, so a
+    test counts their tries too).
+    """
+    time.sleep(delay_seconds)
+    with open(path, "a", encoding="utf-8") as out:
+        out.write(json.dumps(item) + "\n")
+    if fail_items and item in fail_items:
+        raise ValueError(f"item {item!r} fails as told")
+    return item
+
+
 def node() -> dict:
     """The Ray node this task ran on: its id and labels."""
     context = ray.get_runtime_context()

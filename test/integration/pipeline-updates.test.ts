@@ -63,10 +63,13 @@ async function scheduledPriorities(handle: WorkflowHandle): Promise<Record<strin
 describe('live updates', () => {
   test('setPriority: queued steps overtake, and steps scheduled later get the new priority', async () => {
     // Fill the cluster, then queue an ordinary pipeline and a low-priority one behind it.
+    // The blockers end at different times so that CPUs come free one at a time: a slot freed
+    // alone goes to the best queued step, which is what shows priority (four slots freed at
+    // once would start all four queued steps within milliseconds of each other, in any order).
     const blocker = await env.startPipeline({
       name: 'blocker',
       project: 'upd',
-      steps: sleepSteps('block', 4, 6),
+      steps: [5, 7, 9, 9].map((seconds, i) => ({ id: `block${i}`, task: SLEEP, args: [seconds, i] })),
     });
     await waitUntil('the blocker to fill the cluster', async () => {
       const p = await env.progress(blocker);

@@ -2,8 +2,10 @@
 
 import hashlib
 import json
+import os
 import tempfile
 import unittest
+from unittest import mock
 from pathlib import Path
 
 from pantheon_runtime.blob_store import BlobNotFound, BlobStore, BlobTooLarge, configured_store, is_ref
@@ -64,6 +66,87 @@ class BlobStoreTest(unittest.TestCase):
         self.assertIsNone(configured_store({}))
         store = configured_store({"PANTHEON_BLOB_DIR": self.dir.name, "PANTHEON_MAX_BLOB_BYTES": "5"})
         self.assertEqual((store.root, store.max_bytes), (Path(self.dir.name), 5))
+
+
+class BlobPinsTest(unittest.TestCase):
+    """Pins: which workflows wrote a blob, for the collector's retention (stack/blob-store.ts reads them)."""
+
+    def setUp(self):
+        self.dir = tempfile.TemporaryDirectory()
+        self.root = Path(self.dir.name)
+        self.store = BlobStore(self.root, max_bytes=1_000_000)
+
+    def tearDown(self):
+        self.dir.cleanup()
+
+    def pins_of(self, ref):
+        hexdigest = ref["$blob"].removeprefix("sha256:")
+        folder = self.root / "pins" / hexdigest[:2] / hexdigest
+        return sorted(p.name for p in folder.iterdir()) if folder.exists() else []
+
+    def test_a_put_with_a_workflow_pins_the_blob_for_it(self):
+        ref = self.store.put('"big"', "pipeline-abc")
+        hexdigest = ref["$blob"].removeprefix("sha256:")
+        named = hashlib.sha256(b"pipeline-abc").hexdigest()
+        pin = self.root / "pins" / hexdigest[:2] / hexdigest / named
+        self.assertEqual(pin.read_text("utf-8"), "pipeline-abc")
+        self.assertEqual(pin, self.store.pin_path(hexdigest, "pipeline-abc"))
+        self.assertEqual(self.store.get_text(ref["$blob"]), '"big"')
+
+    def test_pinning_is_idempotent_and_leaves_no_temporary_files(self):
+        first = self.store.put('"big"', "wf/with/slashes")
+        second = self.store.put('"big"', "wf/with/slashes")
+        self.assertEqual(first, second)
+        self.assertEqual(self.pins_of(first), [hashlib.sha256(b"wf/with/slashes").hexdigest()])
+        names = [p.name for p in self.root.rglob("*")]
+        self.assertFalse([n for n in names if n.startswith(".incoming-")], names)
+
+    def test_each_workflow_that_writes_the_same_content_pins_it(self):
+        ref = self.store.put('"same"', "wf-1")
+        self.store.put('"same"', "wf-2")
+        expected = sorted(hashlib.sha256(w.encode()).hexdigest() for w in ("wf-1", "wf-2"))
+        self.assertEqual(self.pins_of(ref), expected)
+        blobs = [p for p in self.root.rglob("*") if p.is_file() and "pins" not in p.parts]
+        self.assertEqual(len(blobs), 1)
+
+    def test_a_put_without_a_workflow_pins_nothing(self):
+        ref = self.store.put('"unpinned"')
+        self.assertEqual(self.pins_of(ref), [])
+        self.assertFalse((self.root / "pins").exists())
+
+    def test_writing_stored_content_again_counts_as_a_use(self):
+        ref = self.store.put('"again"', "wf-1")
+        hexdigest = ref["$blob"].removeprefix("sha256:")
+        blob = self.root / hexdigest[:2] / hexdigest
+        pin = self.store.pin_path(hexdigest, "wf-1")
+        os.utime(blob, (1_000, 1_000))
+        os.utime(pin, (1_000, 1_000))
+        self.store.put('"again"', "wf-1")
+        # The collector's retention runs from the last write, and it leaves a blob or pin touched since it listed them.
+        self.assertGreater(blob.stat().st_mtime, 1_000)
+        self.assertGreater(pin.stat().st_mtime, 1_000)
+
+    def test_a_blob_removed_under_a_put_is_written_again(self):
+        ref = self.store.put('"gone"', "wf-1")
+        hexdigest = ref["$blob"].removeprefix("sha256:")
+        (self.root / hexdigest[:2] / hexdigest).unlink()
+        self.store.put('"gone"', "wf-1")
+        self.assertEqual(self.store.get_text(ref["$blob"]), '"gone"')
+
+    def test_a_pin_directory_removed_between_mkdir_and_the_write_is_made_again(self):
+        real_mkstemp = tempfile.mkstemp
+        calls = []
+
+        def racing_mkstemp(*args, **kwargs):
+            calls.append(kwargs["dir"])
+            if len(calls) == 1:  # a collector's rmdir of the empty pin directory wins the race once
+                Path(kwargs["dir"]).rmdir()
+            return real_mkstemp(*args, **kwargs)
+
+        with mock.patch("pantheon_runtime.blob_store.tempfile.mkstemp", racing_mkstemp):
+            ref = self.store.put('"raced"', "wf-1")
+        self.assertEqual(self.pins_of(ref), [hashlib.sha256(b"wf-1").hexdigest()])
+        self.assertEqual(self.store.get_text(ref["$blob"]), '"raced"')
 
 
 if __name__ == "__main__":

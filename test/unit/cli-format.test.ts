@@ -3,6 +3,7 @@
  * payload, with the step counts that replace the records left out.
  */
 import { header, stepsTable } from '../../cli/format';
+import { stepPercent, withMapItems } from '../../cli/progress-view';
 import { boundedResult, type PipelineResult } from '../../core/schemas/pipeline-spec';
 
 const base: PipelineResult = {
@@ -42,4 +43,27 @@ test('a lightened result: the header says what was left out and counts the steps
   // The table lists the records that are there.
   expect(stepsTable(lighter)).toMatch(/\bb\b.*failed/);
   expect(stepsTable(lighter)).not.toMatch(/\ba\b.*succeeded/);
+});
+
+test('a running map step shows its items from its activity’s heartbeat; other steps are left as they are', () => {
+  const running: PipelineResult = {
+    ...base,
+    status: 'running',
+    stepOrder: ['a', 'm'],
+    steps: { a: { status: 'succeeded', attempts: 1 }, m: { status: 'running', attempts: 1 } },
+  };
+  const items = { total: 400, succeeded: 100, failed: 2, running: 8, itemAttempts: 110 };
+  const merged = withMapItems(running, [
+    { activityId: 'step:m', details: { state: 'running', items } },
+    { activityId: 'step:a', details: { items } }, // finished steps keep their own record
+    { activityId: 'step:x', details: 'not a state' },
+  ]);
+  expect(merged.steps.m!.items).toEqual(items);
+  expect(merged.steps.a!.items).toBeUndefined();
+  expect(stepPercent(merged.steps.m!, Date.now())).toBeCloseTo(5 + (90 * 102) / 400);
+  expect(stepsTable(merged)).toMatch(/\bm\b.*running 100\/400/);
+  // A heartbeat without items (an ordinary step) changes nothing.
+  expect(withMapItems(running, [{ activityId: 'step:m', details: { state: 'running' } }]).steps.m).toEqual(
+    running.steps.m,
+  );
 });

@@ -17,6 +17,7 @@ import {
   type StepSpec,
 } from '../../core/schemas/pipeline-spec';
 import { AGENT_HOST_TASK } from '../../core/agent-host';
+import { mapCallOf } from '../../core/schemas/map-step';
 import { defaultAllowedTaskModules, refuseTaskRef } from '../../core/schemas/task-ref';
 
 const ECHO = 'pantheon_tasks.testkit:echo';
@@ -338,5 +339,59 @@ describe('boundedResult: a result always fits a Temporal payload', () => {
     expect(bounded.stepOrder).toEqual([]);
     expect(bounded.stepCounts).toEqual({ failed: 6_000 });
     expect(bounded.omitted).toMatch(/every step record \(see stepCounts\)/);
+  });
+});
+
+describe('map steps', () => {
+  const mapSpec = (step: Record<string, unknown>) => ({
+    name: 'maps',
+    project: 'acme',
+    steps: [
+      { id: 'list', task: ECHO, args: [[1, 2]] },
+      { id: 'each', task: ECHO, ...step },
+    ],
+  });
+
+  test('a map over a list or over another step’s output is valid; the reference is a dependency', () => {
+    const parsed = parsePipelineSpec(mapSpec({ map: { over: { $step: 'list' }, concurrency: 4 } }));
+    expect(parsed.ok).toBe(true);
+    if (!parsed.ok) return;
+    expect(dependenciesOf(parsed.spec.steps[1]!)).toEqual(['list']);
+    expect(parsePipelineSpec(mapSpec({ map: { over: [1, 2, 3] } })).ok).toBe(true);
+  });
+
+  test('bad maps are refused naming the field', () => {
+    expect(issuesOf(mapSpec({ map: { over: { $step: 'nope' } } }))).toMatch(
+      /steps\[1\]\.map\.over: unknown step "nope"/,
+    );
+    expect(issuesOf(mapSpec({ map: { over: { $step: 'each' } } }))).toMatch(/uses its own output/);
+    expect(issuesOf(mapSpec({ map: { over: 'abc' } }))).toMatch(/steps\[1\]\.map\.over: a list, or/);
+    expect(issuesOf(mapSpec({ map: { over: [1], concurrency: 0 } }))).toMatch(/map\.concurrency/);
+    expect(issuesOf(mapSpec({ map: { over: [1], maxItemAttempts: 11 } }))).toMatch(/map\.maxItemAttempts/);
+    expect(issuesOf(mapSpec({ map: { over: [1], bogus: true } }))).toMatch(/map/);
+    expect(
+      issuesOf({
+        name: 'maps',
+        project: 'acme',
+        steps: [{ id: 'each', agent: 'analyst', map: { over: [1] } }],
+      }),
+    ).toMatch(/steps\[0\]\.map: a map step runs a "task"/);
+    // An inline list counts toward the step's input limit: a large one goes by reference.
+    const big = Array.from({ length: 40_000 }, (_, i) => `item-${i}`);
+    expect(issuesOf(mapSpec({ map: { over: big } }))).toMatch(/and map\.over take \d+ bytes/);
+  });
+
+  test('the map call carries the spec’s settings, the resolved list and the step’s non-retryable errors', () => {
+    const step = stepSpecSchema.parse({
+      id: 'each',
+      task: ECHO,
+      map: { over: { $step: 'list' }, maxItemAttempts: 2 },
+      nonRetryableErrors: ['ValueError'],
+    });
+    expect(mapCallOf(step, [1, 2])).toEqual({
+      over: [1, 2],
+      maxItemAttempts: 2,
+      nonRetryableErrors: ['ValueError'],
+    });
   });
 });

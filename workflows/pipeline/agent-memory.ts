@@ -29,6 +29,7 @@ import { ApplicationFailure, patched, proxyActivities, workflowInfo } from '@tem
 import { z } from 'zod';
 import type { MemoryActivities } from '../../activities/memory/memory-activities';
 import type { AgentDefinition } from '../../core/agents';
+import type { MapCall } from '../../core/schemas/map-step';
 import {
   graphFactsSchema,
   MAX_MEMORIES_PER_RETAIN,
@@ -62,7 +63,8 @@ export interface AgentStepMemoryContext {
   agent: AgentDefinition;
 }
 
-export type StepInputs = { args: unknown[]; kwargs: Record<string, unknown> };
+/** A step's resolved inputs; a map step's also its list (or a reference to it). */
+export type StepInputs = { args: unknown[]; kwargs: Record<string, unknown>; map?: MapCall };
 
 function usesMemory(agent: AgentDefinition): boolean {
   return agent.memory.length > 0 && patched(AGENT_MEMORY_PATCH);

@@ -37,11 +37,15 @@ import {
   stepAttemptStartedSignal,
 } from '../../core/messages/pipeline';
 import { pipelineIdentitySchema } from '../../core/schemas/pipeline-spec';
+import { isBlobRef, type BlobRef } from '../../core/schemas/blob-ref';
+import { mapCallOf } from '../../core/schemas/map-step';
 import { PipelineRun } from './run';
 import { jsonBytes } from '../../core/history-budget';
 import {
+  mapSpecSchema,
   stepIdSchema,
   retrySchema,
+  type MapSpec,
   type PipelineResult,
   type StepResult,
   type StepSpec,
@@ -62,6 +66,12 @@ export interface StepOptions<Args extends unknown[] = unknown[]> {
   retry?: z.input<typeof retrySchema>;
   timeoutSeconds?: number;
 }
+
+/** How a map step runs its items (see `mapSpecSchema`). */
+export type MapOptions = StepOptions & Omit<MapSpec, 'over'>;
+
+/** A map's outputs in item order; a large list comes back as a blob reference, to pass on to a step as is. */
+export type MapOutput<T> = T[] | BlobRef;
 
 /** A step did not succeed; `step` says how it ended. Thrown into the pipeline body by `run.agent`/`run.task`. */
 export function stepFailure(stepId: string, step: StepResult): ApplicationFailure {
@@ -99,13 +109,43 @@ export class PipelineSteps {
     return this.step<T>({ id, task, ...options });
   }
 
+  /**
+   * Runs `task` once per item of `over` as step `id` (`task(item, *args, **kwargs)`), each item its
+   * own Ray task under the step's one activity; resolves to the outputs in item order. `over` is a
+   * list, or a step's output that is one (a blob reference stands for the list it holds).
+   */
+  async map<T = unknown>(
+    id: string,
+    task: string,
+    over: readonly unknown[] | BlobRef,
+    options: MapOptions = {},
+  ): Promise<MapOutput<T>> {
+    const { concurrency, maxItemAttempts, maxFailedItems, ...step } = options;
+    const how = mapSpecSchema
+      .omit({ over: true })
+      .safeParse({ concurrency, maxItemAttempts, maxFailedItems });
+    if (!how.success)
+      throw ApplicationFailure.nonRetryable(
+        `step "${id}": ${describeZodError(how.error, 'map')}`,
+        'InvalidStep',
+      );
+    if (!Array.isArray(over) && !isBlobRef(over))
+      throw ApplicationFailure.nonRetryable(
+        `step "${id}": map.over: a list, or a step's output that is one`,
+        'InvalidStep',
+      );
+    return this.step<MapOutput<T>>({ id, task, ...step, map: { ...how.data, over: [] } }, over);
+  }
+
   /** The full record of a step that ran (status, attempts, node, timings). */
   result(id: string): StepResult | undefined {
     return this.run.records.results[id];
   }
 
+  /** Runs one step; `mapOver` is a map step's list (its spec's `map.over` is not read). */
   private async step<T>(
     request: Omit<StepOptions, 'args' | 'kwargs'> & Partial<StepSpec> & { id: string },
+    mapOver?: unknown,
   ): Promise<T> {
     const id = stepIdSchema.safeParse(request.id);
     if (!id.success)
@@ -125,8 +165,13 @@ export class PipelineSteps {
       ...(request.resources !== undefined && { resources: request.resources }),
       ...(request.retry !== undefined && { retry: request.retry }),
       ...(request.timeoutSeconds !== undefined && { timeoutSeconds: request.timeoutSeconds }),
+      ...(request.map !== undefined && { map: request.map }),
     };
-    const result = await this.run.runStep(spec, { args: spec.args, kwargs: spec.kwargs });
+    const result = await this.run.runStep(spec, {
+      args: spec.args,
+      kwargs: spec.kwargs,
+      ...(spec.map && { map: mapCallOf(spec, mapOver) }),
+    });
     if (result.status !== 'succeeded') throw stepFailure(request.id, result);
     return result.output as T;
   }

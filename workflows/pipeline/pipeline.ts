@@ -20,6 +20,8 @@ import {
   setHandler,
 } from '@temporalio/workflow';
 import { blockedSteps, dependenciesOf, parsePipelineSpec, readySteps, resolveStepRefs } from '../../core/dag';
+import { mapCallOf } from '../../core/schemas/map-step';
+import type { StepInputs } from './agent-memory';
 import type { AgentCatalog } from '../../core/agents';
 import {
   addStepInputSchema,
@@ -231,9 +233,11 @@ class DagPipeline {
   private async runStep(step: StepSpec): Promise<void> {
     try {
       const available = this.outputs(dependenciesOf(step));
-      const inputs = {
+      const inputs: StepInputs = {
         args: resolveStepRefs(step.args, available) as unknown[],
         kwargs: resolveStepRefs(step.kwargs, available) as Record<string, unknown>,
+        // Only a map step's activity carries `map`: other steps' inputs stay as they were recorded.
+        ...(step.map && { map: mapCallOf(step, resolveStepRefs(step.map.over, available)) }),
       };
       await this.run.runStep(step, inputs);
     } finally {

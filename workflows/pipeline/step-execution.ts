@@ -11,7 +11,9 @@ import {
 } from '@temporalio/workflow';
 import type { RayJobActivities, RayTaskActivities } from '../../activities';
 import { pinToGroup } from '../../core/placement';
-import type { StepResult, StepSpec } from '../../core/schemas/pipeline-spec';
+import type { StepMapItems, StepResult, StepSpec } from '../../core/schemas/pipeline-spec';
+import type { MapItems } from '../../core/schemas/map-step';
+import type { StepInputs } from './agent-memory';
 import { nodeGroupTaskQueue } from '../../core/task-queues';
 
 /** Heartbeats carry the Ray task state and are how cancellation reaches a step. */
@@ -51,7 +53,13 @@ export function stepActivityOptions(step: StepSpec, group: string, priority: Ste
 }
 
 /** The innermost failure of an activity error, with the attempt count the activity reported. */
-export function failureOf(err: unknown): { type: string; message: string; attempts: number } {
+export function failureOf(err: unknown): {
+  type: string;
+  message: string;
+  attempts: number;
+  /** A map step's items, with the indices of those that failed for good. */
+  items?: StepMapItems;
+} {
   let cause: unknown = err;
   while (
     typeof cause === 'object' &&
@@ -61,11 +69,15 @@ export function failureOf(err: unknown): { type: string; message: string; attemp
   )
     cause = (cause as { cause: unknown }).cause;
   const failure = cause instanceof ApplicationFailure ? cause : undefined;
-  const details = failure?.details?.[0] as { attempt?: number } | undefined;
+  const details = failure?.details?.[0] as
+    { attempt?: number; items?: MapItems; failedItems?: Array<{ index: number }> } | undefined;
   return {
     type: failure?.type ?? (cause instanceof Error ? cause.name : 'Error'),
     message: cause instanceof Error ? cause.message : String(cause),
     attempts: details?.attempt ?? 0,
+    ...(details?.items && {
+      items: { ...details.items, failedIndices: (details.failedItems ?? []).map((item) => item.index) },
+    }),
   };
 }
 
@@ -84,7 +96,7 @@ export interface StepPlacement {
  */
 export async function executeStep(
   step: StepSpec,
-  inputs: { args: unknown[]; kwargs: Record<string, unknown> },
+  inputs: StepInputs,
   placement: StepPlacement,
 ): Promise<StepResult> {
   const { runRayTask, runRayJob } = proxyActivities<RayTaskActivities & RayJobActivities>({
@@ -126,6 +138,7 @@ export async function executeStep(
     attempts: out.attempt,
     node: out.node ?? undefined,
     nodes: out.nodes,
+    ...(out.items !== undefined && { items: out.items }),
     queuedMs: out.queuedMs,
     runningMs: out.runningMs,
     ...(out.memoryMb !== null && { memoryMb: out.memoryMb }),

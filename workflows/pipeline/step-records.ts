@@ -135,6 +135,7 @@ export class StepRecords {
     result.error = cancelled
       ? { type: 'Cancelled', message: result.error?.message ?? 'the step was cancelled' }
       : { type: failure.type, message: failure.message };
+    if (failure.items) result.items = failure.items;
     result.finishedAtMs = Date.now();
     if (result.scheduledAtMs !== undefined && result.startedAtMs !== undefined)
       result.queuedMs = Math.max(0, result.startedAtMs - result.scheduledAtMs);
