@@ -40,13 +40,28 @@ const only = options.only === undefined ? undefined : new Set(options.only.split
 const saved = new Set<string>();
 
 /** The history in the Temporal CLI's JSON form (`temporal workflow show --output json`), which SDKs replay from. */
-async function save(recording: string, handle: WorkflowHandle, address: string): Promise<void> {
+async function save(
+  recording: string,
+  handle: WorkflowHandle,
+  address: string,
+  runId?: string,
+): Promise<void> {
   if (only !== undefined && !only.has(recording)) return;
   saved.add(recording);
   const name = `${recording}${options.suffix}`;
   const json = execFileSync(
     path.join(REPO_ROOT, '.venv', 'bin', 'temporal'),
-    ['workflow', 'show', '--workflow-id', handle.workflowId, '--address', address, '--output', 'json'],
+    [
+      'workflow',
+      'show',
+      '--workflow-id',
+      handle.workflowId,
+      ...(runId ? ['--run-id', runId] : []),
+      '--address',
+      address,
+      '--output',
+      'json',
+    ],
     { encoding: 'utf8', maxBuffer: 64 * 1024 * 1024 },
   );
   const events = (JSON.parse(json) as { events?: unknown[] }).events?.length ?? 0;
@@ -132,6 +147,18 @@ async function main(): Promise<void> {
       ],
     });
     const bulk = env.startCodePipeline('bulkScoring', { project: 'replay', input: { count: 300 } });
+    // A pipeline that continues as new twice, carrying an output its last step reads.
+    const continued = await env.startPipeline({
+      name: 'replay-continued',
+      project: 'replay',
+      maxInFlightSteps: 4,
+      continueAsNewAfterSteps: 10,
+      steps: [
+        ...Array.from({ length: 24 }, (_, i) => ({ id: `s${i}`, task: ECHO, args: [i] })),
+        { id: 'last', task: ECHO, args: [{ $step: 's0' }], dependsOn: ['s23'] },
+      ],
+    });
+    const continuedFirstRun = (await continued.describe()).runId;
 
     // Live updates: every kind, on one pipeline.
     const updated = await env.startPipeline({
@@ -171,6 +198,9 @@ async function main(): Promise<void> {
     await save('batch-scoring', await settled(await scoring), stack.temporal.address);
     await save('pipeline-map', await settled(await mapped), stack.temporal.address);
     await save('bulk-scoring', await settled(await bulk), stack.temporal.address);
+    await settled(continued);
+    await save('pipeline-continued-first-run', continued, stack.temporal.address, continuedFirstRun);
+    await save('pipeline-continued-last-run', continued, stack.temporal.address);
     await save(
       'agent-performance',
       env.client.workflow.getHandle(agentPerformanceWorkflowId('analyst')),

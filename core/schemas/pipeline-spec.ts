@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import { MAP_LIMITS, type MapItems } from './map-step';
+import { CONTINUATION_LIMITS } from '../continuation';
 import { memoryIdentifierSchema } from './memory';
 import { stepResourcesSchema, type Resources } from './resources';
 import { TASK_REF_FORM, TASK_REF_PATTERN } from './task-ref';
@@ -27,12 +28,16 @@ export const SPEC_LIMITS = {
    */
   maxInFlightSteps: 1_000,
   /**
-   * Steps in one pipeline run. Each costs about 3 to 7 history events (scheduled, started,
-   * completed, a start signal, its share of workflow tasks): 6,000 steps stay under Temporal's
-   * 51,200 events with room to spare. docs/limits.md has the arithmetic; larger work is a map step.
+   * Steps in one pipeline. Each costs about 3 to 7 history events (scheduled, started, completed, a
+   * start signal, its share of workflow tasks), so one run holds at most a few thousand: a longer
+   * pipeline continues as new every `continueAsNewAfterSteps` steps (core/continuation.ts), and the
+   * spec's own size (maxSpecBytes) is what bounds it in practice. docs/limits.md has the arithmetic.
    */
-  maxSteps: 6_000,
+  maxSteps: 100_000,
 } as const;
+
+/** Steps one history holds with room to spare (about 7 events each, of Temporal's 51,200). */
+export const SINGLE_RUN_MAX_STEPS = 6_000;
 
 export const AGENT_NAME_PATTERN = /^[a-z][a-z0-9-]{0,62}$/;
 
@@ -192,6 +197,19 @@ export const pipelineSpecSchema = pipelineIdentitySchema
     failurePolicy: z.enum(['failFast', 'continue']).default('failFast'),
     /** How many steps may be in flight at once; the rest wait in the workflow, in spec order. */
     maxInFlightSteps: z.number().int().min(1).max(SPEC_LIMITS.maxInFlightSteps).optional(),
+    /**
+     * How many steps one run ends before the pipeline continues as new (default 2,000; 0: never, and
+     * the pipeline must then fit one history). A run also continues once half its history budget is used.
+     */
+    continueAsNewAfterSteps: z
+      .number()
+      .int()
+      .refine(
+        (n) =>
+          n === 0 || (n >= CONTINUATION_LIMITS.minStepsPerRun && n <= CONTINUATION_LIMITS.maxStepsPerRun),
+        `0 (never), or from ${CONTINUATION_LIMITS.minStepsPerRun} to ${CONTINUATION_LIMITS.maxStepsPerRun}`,
+      )
+      .optional(),
     steps: z
       .array(stepSpecSchema)
       .min(1)
@@ -200,7 +218,15 @@ export const pipelineSpecSchema = pipelineIdentitySchema
         `at most ${SPEC_LIMITS.maxSteps} steps in one pipeline: use a map step for more`,
       ),
   })
-  .strict();
+  .strict()
+  .superRefine((spec, ctx) => {
+    if (spec.continueAsNewAfterSteps === 0 && spec.steps.length > SINGLE_RUN_MAX_STEPS)
+      ctx.addIssue({
+        code: 'custom',
+        path: ['continueAsNewAfterSteps'],
+        message: `0 keeps the pipeline in one history, which holds at most ${SINGLE_RUN_MAX_STEPS} steps; this one has ${spec.steps.length}`,
+      });
+  });
 
 export type StepSpec = z.infer<typeof stepSpecSchema>;
 export type PipelineSpec = z.infer<typeof pipelineSpecSchema>;

@@ -63,6 +63,9 @@ test('outputs that would fill the history past its budget: the run closes under 
     name: 'heavy-outputs',
     project: 'drills',
     failurePolicy: 'continue',
+    // One history on purpose: the budget of one run is what this checks (by default the run would
+    // continue as new once half of it is used).
+    continueAsNewAfterSteps: 0,
     steps: Array.from({ length: STEPS }, (_, i) => ({ id: `s${i}`, task: TEXT, args: [250_000] })),
   });
   const result = await failedPipelineResult(handle);

@@ -195,11 +195,20 @@ describe('spec and update validation never throws, and names what it refuses', (
   });
 
   test('the longest dependency chain a spec may hold is checked without exhausting the stack', () => {
-    const steps = Array.from({ length: SPEC_LIMITS.maxSteps }, (_, i) => ({
-      id: `s${i}`,
-      task: 'pantheon_tasks.testkit:echo',
-      ...(i > 0 && { dependsOn: [`s${i - 1}`] }),
-    }));
+    // As many chained steps as the spec's byte limit holds (the step count's own limit is higher).
+    const steps: Array<{ id: string; task: string; dependsOn?: string[] }> = [];
+    let bytes = 100;
+    for (let i = 0; i < SPEC_LIMITS.maxSteps; i++) {
+      const step = {
+        id: `s${i}`,
+        task: 'pantheon_tasks.testkit:echo',
+        ...(i > 0 && { dependsOn: [`s${i - 1}`] }),
+      };
+      bytes += JSON.stringify(step).length + 1;
+      if (bytes > SPEC_LIMITS.maxSpecBytes) break;
+      steps.push(step);
+    }
+    expect(steps.length).toBeGreaterThan(15_000);
     expect(parsePipelineSpec({ name: 'chain', project: 'acme', steps }).ok).toBe(true);
     // The cycle search is iterative: a chain far longer than the call stack closes into a cycle found.
     const long = Array.from({ length: 200_000 }, (_, i) => ({

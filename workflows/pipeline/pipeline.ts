@@ -15,11 +15,29 @@ import {
   allHandlersFinished,
   ApplicationFailure,
   condition,
+  continueAsNew,
   isCancellation,
   patched,
   setHandler,
 } from '@temporalio/workflow';
-import { blockedSteps, dependenciesOf, parsePipelineSpec, readySteps, resolveStepRefs } from '../../core/dag';
+import { issuesOf } from '../../core/issues';
+import {
+  compactSteps,
+  CONTINUATION_LIMITS,
+  continuationInputSchema,
+  isContinuationInput,
+  shouldContinue,
+  type CarriedState,
+  type ContinuationInput,
+} from '../../core/continuation';
+import {
+  blockedSteps,
+  dependenciesOf,
+  parsePipelineSpec,
+  readySteps,
+  resolveStepRefs,
+  stepInputRefs,
+} from '../../core/dag';
 import { mapCallOf } from '../../core/schemas/map-step';
 import type { StepInputs } from './agent-memory';
 import type { AgentCatalog } from '../../core/agents';
@@ -38,7 +56,9 @@ import {
 import { invalidUpdate, parseUpdateInput, PipelineRun } from './run';
 import { jsonBytes } from '../../core/history-budget';
 import {
+  FINAL_STEP_STATUSES,
   SPEC_LIMITS,
+  type PipelineSpec,
   type PipelineResult,
   type StepSpec,
   type StepStatus,
@@ -50,6 +70,9 @@ import {
   stepResourcesIssues,
   type PlanContext,
 } from '../../core/step-plan';
+
+/** Marks runs that may continue as new; runs started before it keep every step in one history. */
+export const CONTINUE_AS_NEW_PATCH = 'continue-as-new';
 
 export function invalidSpec(issues: Issue[]): ApplicationFailure {
   return ApplicationFailure.create({
@@ -63,7 +86,16 @@ export function invalidSpec(issues: Issue[]): ApplicationFailure {
 /** The `pipeline` workflow, for the agents a deployment knows (what a spec's `agent` field may name). */
 export function pipelineWorkflow(agents: AgentCatalog): (input: unknown) => Promise<PipelineResult> {
   const pipeline = async (input: unknown): Promise<PipelineResult> => {
-    const parsed = parsePipelineSpec(input);
+    // A continued run (core/continuation.ts) is given the spec and what the runs before it did.
+    let carried: CarriedState | undefined;
+    let rawSpec = input;
+    if (isContinuationInput(input)) {
+      const continued = continuationInputSchema.safeParse(input);
+      if (!continued.success) throw invalidSpec(issuesOf(continued.error));
+      carried = continued.data.continuation;
+      rawSpec = continued.data.spec;
+    }
+    const parsed = parsePipelineSpec(rawSpec);
     if (!parsed.ok) throw invalidSpec(parsed.issues);
     const spec = parsed.spec;
     const run = new PipelineRun(
@@ -71,7 +103,7 @@ export function pipelineWorkflow(agents: AgentCatalog): (input: unknown) => Prom
         name: spec.name,
         project: spec.project,
         user: spec.user,
-        priority: spec.priority,
+        priority: carried?.priority ?? spec.priority,
         fairnessWeight: spec.fairnessWeight,
       },
       agents,
@@ -80,7 +112,11 @@ export function pipelineWorkflow(agents: AgentCatalog): (input: unknown) => Prom
     const window = patched('bounded-step-window')
       ? (spec.maxInFlightSteps ?? SPEC_LIMITS.maxInFlightSteps)
       : Number.POSITIVE_INFINITY;
-    const dag = new DagPipeline(spec.steps, spec.failurePolicy, window, run, agents);
+    // Pipelines started before continue-as-new run in one history, and replay that way.
+    const stepsPerRun = patched(CONTINUE_AS_NEW_PATCH)
+      ? (spec.continueAsNewAfterSteps ?? CONTINUATION_LIMITS.defaultStepsPerRun)
+      : 0;
+    const dag = new DagPipeline(spec, window, stepsPerRun, run, agents, carried);
 
     // Every message this workflow answers (core/messages/pipeline.ts), in one place. The DAG's own
     // updates are wired once the node groups are known, since their validators plan against them;
@@ -113,20 +149,31 @@ function nullPrototype<T>(entries: Iterable<readonly [string, T]>): Record<strin
 /** A declared DAG of steps: planning, the live updates that change it, and the scheduling loop. */
 class DagPipeline {
   private readonly steps: StepSpec[];
+  private readonly failurePolicy: 'failFast' | 'continue';
   private context: PlanContext = { nodeGroups: [], allowedTaskPackages: [] };
   private stopScheduling = false;
   private running = 0;
+  /** Steps whose activity ended in this run: what decides when it continues as new. */
+  private stepsEnded = 0;
+  /** No step starts any more: the run continues as new once the running ones have ended. */
+  private draining = false;
+  /** When a continuation did not fit one payload: try again once this many steps have ended. */
+  private nextContinueCheck = 0;
 
   constructor(
-    steps: readonly StepSpec[],
-    private readonly failurePolicy: 'failFast' | 'continue',
+    private readonly spec: PipelineSpec,
     /** Steps in flight at once at most (Temporal allows 2,000 pending activities per workflow). */
     private readonly window: number,
+    /** Steps this run ends before it continues as new (0: it never does). */
+    private readonly stepsPerRun: number,
     private readonly run: PipelineRun,
     private readonly agents: AgentCatalog,
+    private readonly carried: CarriedState | undefined,
   ) {
-    this.steps = [...steps];
+    this.steps = [...spec.steps];
+    this.failurePolicy = spec.failurePolicy;
     for (const step of this.steps) run.records.declare(step.id, step.agent);
+    if (carried) run.restore(carried);
   }
 
   validateSetStepResources(raw: unknown): void {
@@ -157,6 +204,16 @@ class DagPipeline {
       );
     const checked = addStepIssues(raw, this.steps, this.context, this.agents);
     if (checked.issues.length > 0) throw invalidUpdate(describeIssues(checked.issues));
+    // An earlier run of a continued pipeline kept only the outputs its unfinished steps read.
+    const { step } = parseUpdateInput(addStepInputSchema, raw);
+    const gone = [...new Set(stepInputRefs(step).map((r) => r.step))].filter((id) =>
+      this.run.outputLeftBehind(id),
+    );
+    if (gone.length > 0)
+      throw invalidUpdate(
+        `step: the output of ${gone.map((id) => `"${id}"`).join(', ')} stayed with an earlier run of this ` +
+          'continued pipeline (only outputs that unfinished steps read are carried)',
+      );
   }
 
   addStep(raw: unknown): StepAdded {
@@ -178,13 +235,24 @@ class DagPipeline {
     this.run.begin(inputBytes);
   }
 
-  /** Starts every step whose dependencies have succeeded, until every step is final. */
+  /** Starts every step whose dependencies have succeeded, until every step is final (or the run continues as new). */
   async runToEnd(): Promise<PipelineResult> {
     const { run, steps } = this;
     try {
       for (;;) {
+        if (this.stepsPerRun > 0 && !this.draining && this.stepsEnded >= this.nextContinueCheck) {
+          const history = run.historyUse();
+          this.draining = shouldContinue({
+            stepsEndedThisRun: this.stepsEnded,
+            stepsPerRun: this.stepsPerRun,
+            historyBytes: history.bytes,
+            historyBudgetBytes: history.budgetBytes,
+            allFinal: run.records.allFinal,
+          });
+        }
         this.schedule();
         if (this.running === 0 && run.records.allFinal) break;
+        if (this.draining && this.running === 0) await this.continueAsNewIfItFits();
         const seen = run.records.version;
         await condition(() => run.records.version !== seen || (this.running === 0 && run.records.allFinal));
       }
@@ -230,6 +298,28 @@ class DagPipeline {
     return nullPrototype(this.steps.map((s) => [s.id, this.run.records.statusOf(s.id) ?? 'pending']));
   }
 
+  /**
+   * Continues as a new run with the spec (steps added by updates included, resources as changed) and
+   * what this run carries; when that would not fit one payload, runs on and tries again later.
+   */
+  private async continueAsNewIfItFits(): Promise<void> {
+    // Updates accepted before now (an addStep, a priority change) finish first and are carried.
+    await condition(allHandlersFinished);
+    const unfinished = this.steps.filter((s) => !FINAL_STEP_STATUSES.has(this.run.records.statusOf(s.id)!));
+    // Only outputs a `$step` reference reads are carried; a plain `dependsOn` needs the status alone.
+    const needed = new Set(unfinished.flatMap((s) => stepInputRefs(s).map((r) => r.step)));
+    const next: ContinuationInput = {
+      spec: { ...this.spec, steps: compactSteps(this.steps), priority: this.run.snapshotPriority() },
+      continuation: this.run.carry(needed, this.carried?.runs ?? 0),
+    };
+    if (jsonBytes(next) > CONTINUATION_LIMITS.maxContinuationBytes) {
+      this.draining = false;
+      this.nextContinueCheck = this.stepsEnded + CONTINUATION_LIMITS.minStepsPerRun;
+      return;
+    }
+    await continueAsNew<(input: unknown) => Promise<PipelineResult>>(next);
+  }
+
   private async runStep(step: StepSpec): Promise<void> {
     try {
       const available = this.outputs(dependenciesOf(step));
@@ -242,6 +332,7 @@ class DagPipeline {
       await this.run.runStep(step, inputs);
     } finally {
       this.running--;
+      this.stepsEnded++;
     }
   }
 
@@ -263,6 +354,7 @@ class DagPipeline {
         if (run.records.statusOf(step.id) === 'pending') run.records.setStatus(step.id, 'skipped');
       return;
     }
+    if (this.draining) return;
     // `current` is still right for this: a step skipped just above was blocked, so it was never ready.
     // Beyond the window, ready steps stay pending, in spec order, until a running one ends.
     for (const step of readySteps(steps, current)) {

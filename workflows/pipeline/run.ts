@@ -44,6 +44,13 @@ import {
 } from '../../core/history-budget';
 import { HISTORY_BUDGET_PATCH, HistoryLedger } from './history-ledger';
 import {
+  carryState,
+  restoredRecords,
+  withCarriedUsage,
+  type CarriedState,
+  type UsageTotals,
+} from '../../core/continuation';
+import {
   boundedResult,
   FINAL_STEP_STATUSES,
   MAX_RESULT_BYTES,
@@ -116,6 +123,9 @@ export class PipelineRun {
   private readonly observedSnapshot: Record<string, AgentPerformanceSummary | null> = Object.create(null);
   /** What this run has put into its history, and what its steps in flight may still add (begin() opens it). */
   private ledger = new HistoryLedger(false, 0);
+  /** Steps earlier runs of a continued pipeline finished, and the usage they reported. */
+  private readonly carriedSteps = new Set<string>();
+  private carriedUsage: UsageTotals | undefined;
 
   /** The workflow wires its message handlers to this run's methods (`onAttemptStarted`, `setPriority`, …). */
   constructor(
@@ -462,12 +472,64 @@ export class PipelineRun {
   }
 
   usage(): UsageReport {
-    return usageReport(
-      this.records.order,
-      this.records.results,
-      this.records.rayQueueMs,
-      this.observedSnapshot,
+    const order =
+      this.carriedSteps.size === 0
+        ? this.records.order
+        : this.records.order.filter((id) => !this.carriedSteps.has(id));
+    return withCarriedUsage(
+      usageReport(order, this.records.results, this.records.rayQueueMs, this.observedSnapshot),
+      this.carriedUsage,
     );
+  }
+
+  /** Starts a continued pipeline from what its earlier runs carried: their steps' records and usage. */
+  restore(carried: CarriedState): void {
+    for (const { id, result } of restoredRecords(carried))
+      if (result.status !== 'pending') {
+        this.records.restore(id, result);
+        this.carriedSteps.add(id);
+      }
+    this.carriedUsage = carried.usage;
+  }
+
+  /** Whether a step finished in an earlier run without its output carried here (no unfinished step read it). */
+  outputLeftBehind(stepId: string): boolean {
+    return (
+      this.carriedSteps.has(stepId) &&
+      this.records.statusOf(stepId) === 'succeeded' &&
+      !('output' in this.records.results[stepId]!)
+    );
+  }
+
+  /** What this run would carry to the next: `needed` are the steps whose outputs unfinished steps read. */
+  carry(needed: ReadonlySet<string>, runsBefore: number): CarriedState {
+    // The usage of the steps that ended in this run, on top of what the runs before carried: a step not
+    // yet finished is counted by the run that finishes it.
+    const endedHere = this.records.order.filter(
+      (id) => !this.carriedSteps.has(id) && FINAL_STEP_STATUSES.has(this.records.results[id]!.status),
+    );
+    const usage = withCarriedUsage(
+      usageReport(endedHere, this.records.results, this.records.rayQueueMs, this.observedSnapshot),
+      this.carriedUsage,
+    );
+    return carryState({
+      order: this.records.order,
+      results: this.records.results,
+      needed,
+      usage: usage.totals,
+      priority: this.priorityKey,
+      runsBefore,
+    });
+  }
+
+  /** The priority now (a setPriority update may have changed it since the start). */
+  snapshotPriority(): number {
+    return this.priorityKey;
+  }
+
+  /** The bytes this run's history holds by its own count, and its budget. */
+  historyUse(): { bytes: number; budgetBytes: number } {
+    return { bytes: this.ledger.recordedBytes, budgetBytes: HISTORY_LIMITS.budgetBytes };
   }
 
   private renderDetailsSoon(): void {

@@ -50,6 +50,12 @@ export class StepRecords {
     return result;
   }
 
+  /** A step a run before this one finished (a continued pipeline): its carried record, as it was. */
+  restore(stepId: string, result: StepResult): void {
+    Object.assign(this.declare(stepId), result);
+    this.touch();
+  }
+
   setStatus(stepId: string, status: StepStatus): void {
     const result = this.declare(stepId);
     result.status = status;
