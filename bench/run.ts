@@ -418,6 +418,47 @@ class Bench {
     };
   }
 
+  /** A pipeline of `steps` independent echo steps that continues as new every `stepsPerRun` steps. */
+  async bigPipeline(
+    steps: number,
+    stepsPerRun: number,
+  ): Promise<{ steps: number; stepsPerRun: number; runs: number; makespanS: number; stepsPerS: number }> {
+    const workflowId = uniqueId('bench-big');
+    const execution = this.client.workflow.execute('pipeline', {
+      taskQueue: PIPELINE_TASK_QUEUE,
+      workflowId,
+      args: [
+        {
+          name: 'bench-big',
+          project: 'bench',
+          continueAsNewAfterSteps: stepsPerRun,
+          steps: Array.from({ length: steps }, (_, i) => ({ id: `s${i}`, task: ECHO_TASK, args: [i] })),
+        },
+      ],
+      workflowExecutionTimeout: '2 hours',
+    });
+    let result: PipelineResult | undefined;
+    const ms = await elapsed(
+      async () => (result = (await this.whileAlive(this.pantheonWorker, execution)) as PipelineResult),
+    );
+    const succeeded =
+      result!.stepCounts?.succeeded ??
+      Object.values(result!.steps).filter((s) => s.status === 'succeeded').length;
+    if (result!.status !== 'succeeded' || succeeded !== steps)
+      throw new Error(
+        `the big pipeline ended ${result!.status} with ${succeeded} of ${steps} steps succeeded`,
+      );
+    let runs = 0;
+    for await (const _ of this.client.workflow.list({ query: `WorkflowId = '${workflowId}'` })) runs++;
+    return {
+      steps,
+      stepsPerRun,
+      runs,
+      makespanS: round(ms / 1000, 3),
+      stepsPerS: round(steps / (ms / 1000), 1),
+    };
+  }
+
   /** A step's output of `mb` MB handed on to the next step (by reference), which measures it. */
   async largeOutput(mb: number): Promise<{ mb: number; pipelineS: number; handOffS: number }> {
     const bytes = mb * 1024 * 1024;
@@ -657,6 +698,10 @@ async function main(): Promise<void> {
       bench.mapStep(profile.mapItems),
     );
     if (map && raw) result.mapItems = { items: profile.mapItems, ...map, rawRay: raw.items };
+    result.bigPipeline = await attempt(
+      `a pipeline of ${profile.bigPipelineSteps} steps (continuing as new every ${profile.bigPipelineStepsPerRun})`,
+      () => bench.bigPipeline(profile.bigPipelineSteps, profile.bigPipelineStepsPerRun),
+    );
     result.largeOutput = await attempt(`${profile.largeOutputMb} MB output handed to the next step`, () =>
       bench.largeOutput(profile.largeOutputMb),
     );

@@ -147,6 +147,12 @@ async function main(): Promise<void> {
       ],
     });
     const bulk = env.startCodePipeline('bulkScoring', { project: 'replay', input: { count: 300 } });
+    // A code pipeline's fan-out wider than its window of steps in flight: the others wait as pending.
+    const windowed = env.startCodePipeline('batchScoring', {
+      project: 'replay',
+      maxInFlightSteps: 2,
+      input: { items: [1, 2, 3, 4], indexMb: 16 },
+    });
     // A pipeline that continues as new twice, carrying an output its last step reads.
     const continued = await env.startPipeline({
       name: 'replay-continued',
@@ -198,6 +204,7 @@ async function main(): Promise<void> {
     await save('batch-scoring', await settled(await scoring), stack.temporal.address);
     await save('pipeline-map', await settled(await mapped), stack.temporal.address);
     await save('bulk-scoring', await settled(await bulk), stack.temporal.address);
+    await save('batch-scoring-window', await settled(await windowed), stack.temporal.address);
     await settled(continued);
     await save('pipeline-continued-first-run', continued, stack.temporal.address, continuedFirstRun);
     await save('pipeline-continued-last-run', continued, stack.temporal.address);

@@ -22,6 +22,9 @@ export interface BenchProfile {
   mapItems: number;
   /** The output handed from one step to the next in the large-output case (MB). */
   largeOutputMb: number;
+  /** Independent echo steps of the big-pipeline case, and the steps per run it continues as new after. */
+  bigPipelineSteps: number;
+  bigPipelineStepsPerRun: number;
   sleepFanoutSteps: number;
   sleepSeconds: number;
   fanoutRepeats: number;
@@ -42,6 +45,8 @@ export const PROFILES: Record<'full' | 'quick', BenchProfile> = {
     fanoutSteps: 1000,
     mapItems: 100_000,
     largeOutputMb: 100,
+    bigPipelineSteps: 20_000,
+    bigPipelineStepsPerRun: 2_000,
     sleepFanoutSteps: 100,
     sleepSeconds: 0.1,
     fanoutRepeats: 1,
@@ -59,6 +64,8 @@ export const PROFILES: Record<'full' | 'quick', BenchProfile> = {
     fanoutSteps: 200,
     mapItems: 10_000,
     largeOutputMb: 100,
+    bigPipelineSteps: 1_000,
+    bigPipelineStepsPerRun: 500,
     sleepFanoutSteps: 50,
     sleepSeconds: 0.1,
     fanoutRepeats: 1,
@@ -111,6 +118,8 @@ export interface BenchResult {
   };
   /** A map step over `items` no-op items against as many raw Ray tasks, same resources (1 CPU each). */
   mapItems?: { items: number; map: FanoutFigures; rawRay: FanoutFigures; mapStepRunningS: number };
+  /** A pipeline of `steps` independent steps, continuing as new every `stepsPerRun`. */
+  bigPipeline?: { steps: number; stepsPerRun: number; runs: number; makespanS: number; stepsPerS: number };
   /** A step's output of `mb` MB handed to the next step by reference. */
   largeOutput?: { mb: number; pipelineS: number; handOffS: number };
   agentMemory?: Record<string, unknown>;
@@ -176,6 +185,9 @@ export function summarizeResult(r: BenchResult): BenchResult['summary'] {
       r.mapItems && r.mapItems.rawRay.stepsPerS > 0
         ? round(r.mapItems.map.stepsPerS / r.mapItems.rawRay.stepsPerS, 2)
         : null,
+    bigPipelineSteps: r.bigPipeline?.steps ?? null,
+    bigPipelineStepsPerS: r.bigPipeline?.stepsPerS ?? null,
+    bigPipelineRuns: r.bigPipeline?.runs ?? null,
     largeOutputMbPerS: r.largeOutput ? round(r.largeOutput.mb / r.largeOutput.handOffS, 1) : null,
     largeOutputHandOffS: r.largeOutput?.handOffS ?? null,
     recallP50Ms: num(r.agentMemory, 'recallP50Ms'),

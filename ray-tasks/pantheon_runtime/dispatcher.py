@@ -314,11 +314,17 @@ class Dispatcher:
         # Items are named after the step's key, so Ray's state API finds them all under it.
         item_task = run_map_item_task.options(name=entry.key, max_retries=0, retry_exceptions=False, **options)
         args, kwargs = call.get("args", []), call.get("kwargs", {})
-        text = await entry.map.run(
-            lambda _index, item: item_task.remote(call["task"], item, args, kwargs, limits),
-            finished_items,
-            classify_failure,
-        )
+        try:
+            text = await entry.map.run(
+                lambda _index, item: item_task.remote(call["task"], item, args, kwargs, limits),
+                finished_items,
+                classify_failure,
+            )
+        except asyncio.CancelledError:
+            # The map ends only once its items have: a later attempt must not start an item again while
+            # an interrupted one is still running (the same rule as a step's task, see `_stopped`).
+            await self._items_stopped(entry)
+            raise
         size = len(text.encode("utf-8"))
         threshold = limits.get("blob_threshold_bytes") or 0
         store = blob_store.configured_store()
@@ -341,7 +347,23 @@ class Dispatcher:
             ray.cancel(entry.ref, force=force, recursive=True)
             return
         entry.map.interrupt(lambda ref: ray.cancel(ref, force=force, recursive=True))
-        entry.ref.cancel()
+        if not entry.map.stopping:  # a second cancel would break off the wait for the items to stop
+            entry.map.stopping = True
+            entry.ref.cancel()
+
+    async def _items_stopped(self, entry: Entry) -> None:
+        """Waits for a cancelled map's items in flight to end: the cancel's grace, then force-killed."""
+        refs = list(entry.map.in_flight)
+        if not refs:
+            return
+        grace_left = max(0.0, (entry.force_stop_at or 0) - time.time())
+        _, running = await asyncio.to_thread(ray.wait, refs, num_returns=len(refs), timeout=grace_left, fetch_local=False)
+        if running:
+            for ref in running:
+                ray.cancel(ref, force=True, recursive=True)
+            await asyncio.to_thread(
+                ray.wait, running, num_returns=len(running), timeout=FORCED_STOP_WAIT_S, fetch_local=False
+            )
 
     async def _watch(self, entry: Entry) -> None:
         output_json = None
@@ -358,8 +380,13 @@ class Dispatcher:
                 failure = err.record
             elif isinstance(err, asyncio.CancelledError):
                 failure = {"kind": "cancelled", "type": "TaskCancelledError", "message": "the map step was cancelled"}
-            elif isinstance(err, StepOutputRejected):
-                failure = {"kind": "rejected", "type": "StepOutputRejected", "message": str(err)[:4000]}
+            elif entry.map is not None and isinstance(err, StepOutputRejected):
+                # The map's own output (a step's arrives wrapped in a RayTaskError, classified below).
+                failure = {
+                    "kind": "rejected",
+                    "type": f"{StepOutputRejected.__module__}.StepOutputRejected",
+                    "message": str(err)[:4000],
+                }
             else:
                 failure = classify_failure(err)
             if failure["kind"] == "worker_crashed":

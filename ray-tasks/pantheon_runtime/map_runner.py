@@ -103,6 +103,8 @@ class MapRun:
     in_flight: dict = field(init=False, default_factory=dict)  # Ray ObjectRef -> (index, attempt)
     item_attempts: int = field(init=False, default=0)
     succeeded: int = field(init=False, default=0)
+    # Set once the map is being cancelled (the dispatcher then waits for its items to stop).
+    stopping: bool = field(init=False, default=False)
     _finished_at: collections.deque = field(init=False, default_factory=collections.deque)
 
     def __post_init__(self) -> None:

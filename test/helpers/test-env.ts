@@ -27,7 +27,14 @@ export interface TestEnv {
   /** Starts a code-defined pipeline by workflow type (e.g. `researchReport`). */
   startCodePipeline(
     workflowType: string,
-    start: { project: string; priority?: number; user?: string; fairnessWeight?: number; input: unknown },
+    start: {
+      project: string;
+      priority?: number;
+      user?: string;
+      fairnessWeight?: number;
+      maxInFlightSteps?: number;
+      input: unknown;
+    },
     workflowId?: string,
   ): Promise<WorkflowHandle>;
   /** The pipeline's `progress` query. */

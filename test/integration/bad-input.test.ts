@@ -178,9 +178,12 @@ const badSpecs: Array<[string, unknown, RegExp]> = [
   ],
   ['a window of zero', base([step({})], { maxInFlightSteps: 0 }), /maxInFlightSteps: /],
   [
-    'more steps than one pipeline holds',
-    base(Array.from({ length: 6_001 }, (_, i) => ({ id: `s${i}`, task: ECHO }))),
-    /steps: at most 6000 steps in one pipeline: use a map step for more/,
+    'more steps than one history holds, with continuing as new turned off',
+    base(
+      Array.from({ length: 6_001 }, (_, i) => ({ id: `s${i}`, task: ECHO })),
+      { continueAsNewAfterSteps: 0 },
+    ),
+    /continueAsNewAfterSteps: 0 keeps the pipeline in one history, which holds at most 6000 steps; this one has 6001/,
   ],
 ];
 

@@ -10,6 +10,8 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { isBlobRef } from '../../core/schemas/blob-ref';
+import { cancelStepUpdate } from '../../core/messages/pipeline';
+import { listRayTasksNamed } from '../../stack/ray-cluster-state';
 import type { PipelineResult } from '../../core/schemas/pipeline-spec';
 import { runPantheon } from '../helpers/pantheon-cli';
 import { failedPipelineResult } from '../helpers/workflow-failure';
@@ -40,6 +42,15 @@ function recorded(file: string): unknown[] {
     .split('\n')
     .filter(Boolean)
     .map((line) => JSON.parse(line) as unknown);
+}
+
+/** A pipeline of one map step `each` of record_item over `map.over`, writing to `file`. */
+function startRecordMap(name: string, file: string, args: unknown[], map: Record<string, unknown>) {
+  return env.startPipeline({
+    name,
+    project: 'maps',
+    steps: [{ id: 'each', task: RECORD, args: [file, ...args], map }],
+  });
 }
 
 function countsOf(values: unknown[]): Map<unknown, number> {
@@ -91,17 +102,10 @@ test('10,000 items with the worker killed (-9) mid-map: every item runs exactly 
 
 test('items that fail are reported by index; the others run; retries per item are the map’s', async () => {
   const file = path.join(dir, 'fail.txt');
-  const handle = await env.startPipeline({
-    name: 'map-fail',
-    project: 'maps',
-    steps: [
-      {
-        id: 'each',
-        task: RECORD,
-        args: [file, [3, 11]],
-        map: { over: Array.from({ length: 20 }, (_, i) => i), maxItemAttempts: 2, maxFailedItems: 20 },
-      },
-    ],
+  const handle = await startRecordMap('map-fail', file, [[3, 11]], {
+    over: Array.from({ length: 20 }, (_, i) => i),
+    maxItemAttempts: 2,
+    maxFailedItems: 20,
   });
   const result = await failedPipelineResult(handle);
   const each = result.steps.each!;
@@ -117,17 +121,10 @@ test('items that fail are reported by index; the others run; retries per item ar
 
 test('by default the first item that fails for good stops new items from starting', async () => {
   const file = path.join(dir, 'stop.txt');
-  const handle = await env.startPipeline({
-    name: 'map-stop',
-    project: 'maps',
-    steps: [
-      {
-        id: 'each',
-        task: RECORD,
-        args: [file, [0], 0.05],
-        map: { over: Array.from({ length: 400 }, (_, i) => i), concurrency: 2, maxItemAttempts: 1 },
-      },
-    ],
+  const handle = await startRecordMap('map-stop', file, [[0], 0.05], {
+    over: Array.from({ length: 400 }, (_, i) => i),
+    concurrency: 2,
+    maxItemAttempts: 1,
   });
   const result = await failedPipelineResult(handle);
   const each = result.steps.each!;
@@ -168,3 +165,36 @@ test('a code pipeline maps with run.map: bulk-scoring scores every item once', a
   expect(result.steps.score!.items).toMatchObject({ total: 2_000, succeeded: 2_000, failed: 0 });
   expect(result.output).toMatchObject({ combined: { count: 2_000 }, scored: { total: 2_000 } });
 }, 300_000);
+
+test('cancelStep stops a running map: its items in flight are interrupted and no new item starts', async () => {
+  const file = path.join(dir, 'cancel.txt');
+  // Each item sleeps 2 s before it writes its line: an interrupted item writes nothing.
+  const handle = await startRecordMap('map-cancel', file, [[], 2], {
+    over: Array.from({ length: 40 }, (_, i) => i),
+    concurrency: 2,
+  });
+  await waitUntil('two items to finish', async () => (recorded(file).length >= 2 ? true : undefined));
+  expect(await handle.executeUpdate(cancelStepUpdate, { args: [{ stepId: 'each' }] })).toEqual({
+    stepId: 'each',
+    was: 'running',
+  });
+  const atCancel = recorded(file).length;
+  const result = (await handle.result()) as PipelineResult;
+  expect(result.steps.each).toMatchObject({ status: 'cancelled', error: { type: 'Cancelled' } });
+  // The step ends only once its items have (the cancel's grace, then force): no item writes after it.
+  const atEnd = recorded(file).length;
+  expect(atEnd).toBeLessThanOrEqual(atCancel + 2);
+  expect(atEnd).toBeLessThan(40);
+  await waitUntil(
+    'Ray to list every item of the map as ended',
+    async () => {
+      const tasks = await listRayTasksNamed(env.config.ray.dashboardUrl, `${handle.workflowId}/each`);
+      return tasks.length > 0 && tasks.every((t) => t.state === 'FINISHED' || t.state === 'FAILED')
+        ? true
+        : undefined;
+    },
+    60_000,
+    500,
+  );
+  expect(recorded(file).length).toBe(atEnd);
+}, 180_000);

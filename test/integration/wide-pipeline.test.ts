@@ -6,8 +6,8 @@
  * window and the steps per run are lowered here to keep the test short; the
  * window's bound is read back from every run's history.
  */
-import type { WorkflowHandle } from '@temporalio/client';
 import { MAX_RESULT_BYTES, type PipelineResult } from '../../core/schemas/pipeline-spec';
+import { mostStepsInFlight } from '../helpers/history';
 import { startTestEnv, waitUntil, type TestEnv } from '../helpers/test-env';
 
 let env: TestEnv;
@@ -74,26 +74,8 @@ test(`${STEPS} independent steps complete with at most ${WINDOW} in flight, cont
   for (const runId of runs)
     most = Math.max(
       most,
-      mostInFlight(await env.client.workflow.getHandle(handle.workflowId, runId).fetchHistory()),
+      mostStepsInFlight(await env.client.workflow.getHandle(handle.workflowId, runId).fetchHistory()),
     );
   expect(most).toBeLessThanOrEqual(WINDOW);
   expect(most).toBeGreaterThan(1);
 }, 1_800_000);
-
-/** The most step activities scheduled and not yet closed at once over a history. */
-function mostInFlight(history: Awaited<ReturnType<WorkflowHandle['fetchHistory']>>): number {
-  let inFlight = 0;
-  let most = 0;
-  for (const event of history.events ?? []) {
-    if (event.activityTaskScheduledEventAttributes?.activityType?.name === 'runRayTask') inFlight++;
-    if (
-      event.activityTaskCompletedEventAttributes ||
-      event.activityTaskFailedEventAttributes ||
-      event.activityTaskTimedOutEventAttributes ||
-      event.activityTaskCanceledEventAttributes
-    )
-      inFlight--;
-    most = Math.max(most, inFlight);
-  }
-  return most;
-}

@@ -43,6 +43,8 @@ import { PipelineRun } from './run';
 import { jsonBytes } from '../../core/history-budget';
 import {
   mapSpecSchema,
+  SINGLE_RUN_MAX_STEPS,
+  SPEC_LIMITS,
   stepIdSchema,
   retrySchema,
   type MapSpec,
@@ -55,7 +57,11 @@ import type { Resources } from '../../core/schemas/resources';
 /** What every code-defined pipeline is started with: who runs it, and its own `input`. */
 export const codePipelineEnvelopeSchema = pipelineIdentitySchema
   .omit({ name: true })
-  .extend({ input: z.unknown() })
+  .extend({
+    input: z.unknown(),
+    /** Steps in flight at once; the body's further steps wait (as pending) until running ones end. */
+    maxInFlightSteps: z.number().int().min(1).max(SPEC_LIMITS.maxInFlightSteps).optional(),
+  })
   .strict();
 
 export interface StepOptions<Args extends unknown[] = unknown[]> {
@@ -155,6 +161,14 @@ export class PipelineSteps {
       );
     if (this.run.records.results[request.id] !== undefined)
       throw ApplicationFailure.nonRetryable(`step id "${request.id}" is used twice`, 'InvalidStep');
+    // A body's steps share one history (a code pipeline cannot continue as new: its state is the body's
+    // own), so their number is refused where that history would come near Temporal's event limit.
+    if (this.run.records.order.length >= SINGLE_RUN_MAX_STEPS)
+      throw ApplicationFailure.nonRetryable(
+        `step "${request.id}": a code-defined pipeline runs at most ${SINGLE_RUN_MAX_STEPS} steps (one history); ` +
+          'use run.map for many items of one task, or a JSON pipeline, which continues as new',
+        'TooManySteps',
+      );
     const spec: StepSpec = {
       id: request.id,
       ...(request.task !== undefined && { task: request.task }),
@@ -251,7 +265,9 @@ export async function runCodePipeline(
   const input = declaration.input.safeParse(envelope.data.input);
   if (!input.success) throw invalidInput(input.error, 'input');
 
-  const run = new PipelineRun({ ...envelope.data, name: declaration.name }, agents);
+  const { input: _input, maxInFlightSteps, ...identity } = envelope.data;
+  const run = new PipelineRun({ ...identity, name: declaration.name }, agents);
+  if (maxInFlightSteps !== undefined) run.limitStepsInFlight(maxInFlightSteps);
 
   // Every message a code-defined pipeline answers (core/messages/pipeline.ts), in one place.
   setHandler(progressQuery, () => run.snapshot());

@@ -11,6 +11,7 @@
 import {
   ApplicationFailure,
   CancellationScope,
+  condition,
   isCancellation,
   log,
   patched,
@@ -43,6 +44,9 @@ import {
   type StepOutcome,
 } from '../../core/history-budget';
 import { HISTORY_BUDGET_PATCH, HistoryLedger } from './history-ledger';
+
+/** Marks runs whose steps wait for a free place in the window of steps in flight (code-defined bodies). */
+export const STEP_WINDOW_PATCH = 'run-step-window';
 import {
   carryState,
   restoredRecords,
@@ -54,6 +58,7 @@ import {
   boundedResult,
   FINAL_STEP_STATUSES,
   MAX_RESULT_BYTES,
+  SPEC_LIMITS,
   type AgentPerformanceSummary,
   type PipelineIdentity,
   type PipelineResult,
@@ -123,6 +128,12 @@ export class PipelineRun {
   private readonly observedSnapshot: Record<string, AgentPerformanceSummary | null> = Object.create(null);
   /** What this run has put into its history, and what its steps in flight may still add (begin() opens it). */
   private ledger = new HistoryLedger(false, 0);
+  /**
+   * Steps running at once, and the most that may: a code-defined body may start any number (a fan-out),
+   * and Temporal allows 2,000 pending activities per workflow. A JSON pipeline's own window is lower.
+   */
+  private stepsInFlight = 0;
+  private maxStepsInFlight: number = SPEC_LIMITS.maxInFlightSteps;
   /** Steps earlier runs of a continued pipeline finished, and the usage they reported. */
   private readonly carriedSteps = new Set<string>();
   private carriedUsage: UsageTotals | undefined;
@@ -180,6 +191,27 @@ export class PipelineRun {
   async runStep(step: StepSpec, inputs: StepInputs): Promise<StepResult> {
     const result = this.records.declare(step.id, step.agent);
     if (FINAL_STEP_STATUSES.has(result.status)) return result;
+    // Waits only when the window is full, which no run before the window reached: they replay as they ran.
+    if (this.stepsInFlight >= this.maxStepsInFlight && patched(STEP_WINDOW_PATCH)) {
+      // Every waiter wakes when a place frees up; the first to resume takes it, the others wait again.
+      while (this.stepsInFlight >= this.maxStepsInFlight)
+        await condition(() => this.stepsInFlight < this.maxStepsInFlight);
+      if (FINAL_STEP_STATUSES.has(result.status)) return result; // cancelled while it waited
+    }
+    this.stepsInFlight++;
+    try {
+      return await this.runStepNow(step, inputs);
+    } finally {
+      this.stepsInFlight--;
+    }
+  }
+
+  /** Sets the most steps in flight at once (a code-defined pipeline's `maxInFlightSteps`). */
+  limitStepsInFlight(max: number): void {
+    this.maxStepsInFlight = max;
+  }
+
+  private async runStepNow(step: StepSpec, inputs: StepInputs): Promise<StepResult> {
     // A child of stepsScope (cancelling that stops every step), made without entering stepsScope first:
     // each promise a step creates costs the SDK a stack capture, and a pipeline creates thousands.
     const scope = new CancellationScope({ cancellable: true, parent: this.stepsScope });
