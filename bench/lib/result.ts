@@ -64,7 +64,8 @@ export const PROFILES: Record<'full' | 'quick', BenchProfile> = {
     fanoutSteps: 200,
     mapItems: 10_000,
     largeOutputMb: 100,
-    bigPipelineSteps: 1_000,
+    // More steps than one window (1,000) holds, so that the run continues as new at least once.
+    bigPipelineSteps: 2_000,
     bigPipelineStepsPerRun: 500,
     sleepFanoutSteps: 50,
     sleepSeconds: 0.1,
