@@ -46,7 +46,31 @@ const JOB_POLL_MS = 50;
 const ECHO_TASK = 'pantheon_tasks.testkit:echo';
 const SLEEP_TASK = 'pantheon_tasks.testkit:sleep';
 
-function parseArgs(argv: string[]): { profile: BenchProfile; outDir: string; withAutoscaler: boolean } {
+/**
+ * The cases `--cases` may name (all of them without it): a subset reruns on a quiet machine what a
+ * full run measured under load, or what a change touched. `map` needs `raw` for its baseline.
+ */
+const CASES = [
+  'overhead',
+  'jobs',
+  'raw',
+  'fanout',
+  'sleep-fanout',
+  'map',
+  'big-pipeline',
+  'large-output',
+  'memory',
+  'autoscaler-sim',
+  'autoscaler',
+] as const;
+type BenchCase = (typeof CASES)[number];
+
+function parseArgs(argv: string[]): {
+  profile: BenchProfile;
+  outDir: string;
+  withAutoscaler: boolean;
+  cases: ReadonlySet<BenchCase>;
+} {
   const quick = argv.includes('--quick');
   const withAutoscaler = argv.includes('--autoscaler');
   const outIndex = argv.indexOf('--out');
@@ -54,14 +78,14 @@ function parseArgs(argv: string[]): { profile: BenchProfile; outDir: string; wit
     outIndex >= 0 && argv[outIndex + 1]
       ? path.resolve(argv[outIndex + 1]!)
       : path.join(REPO_ROOT, 'bench', 'results');
-  const withValue = ['--out', '--fanout-steps'];
+  const withValue = ['--out', '--fanout-steps', '--cases'];
   const known = ['--quick', '--autoscaler', ...withValue];
   const unknown = argv.filter(
     (a, i) => a.startsWith('--') && !known.includes(a) && !withValue.includes(argv[i - 1] ?? ''),
   );
   if (unknown.length > 0)
     throw new Error(
-      `unknown option ${unknown.join(' ')} (options: --quick, --autoscaler, --fanout-steps <n>, --out <dir>)`,
+      `unknown option ${unknown.join(' ')} (options: --quick, --autoscaler, --fanout-steps <n>, --cases <list>, --out <dir>)`,
     );
   const profile = { ...PROFILES[quick ? 'quick' : 'full'] };
   const stepsIndex = argv.indexOf('--fanout-steps');
@@ -70,7 +94,17 @@ function parseArgs(argv: string[]): { profile: BenchProfile; outDir: string; wit
     if (!Number.isInteger(steps) || steps < 1) throw new Error('--fanout-steps takes a positive integer');
     profile.fanoutSteps = steps;
   }
-  return { profile, outDir, withAutoscaler };
+  const casesIndex = argv.indexOf('--cases');
+  let cases: ReadonlySet<BenchCase> = new Set(CASES);
+  if (casesIndex >= 0) {
+    const named = (argv[casesIndex + 1] ?? '').split(',').filter(Boolean);
+    const unknownCases = named.filter((c) => !(CASES as readonly string[]).includes(c));
+    if (named.length === 0 || unknownCases.length > 0)
+      throw new Error(`--cases takes a comma-separated list of ${CASES.join(', ')}`);
+    cases = new Set(named as BenchCase[]);
+    if (cases.has('map')) (cases as Set<BenchCase>).add('raw');
+  }
+  return { profile, outDir, withAutoscaler, cases };
 }
 
 const elapsed = async (operation: () => Promise<unknown>): Promise<number> => {
@@ -592,7 +626,7 @@ async function buildBareBundle(outFile: string): Promise<string> {
 }
 
 async function main(): Promise<void> {
-  const { profile, outDir, withAutoscaler } = parseArgs(process.argv.slice(2));
+  const { profile, outDir, withAutoscaler, cases } = parseArgs(process.argv.slice(2));
   const config = loadStackConfig();
   const startedAt = new Date();
   const cpuStart = cpuSnapshot();
@@ -649,6 +683,8 @@ async function main(): Promise<void> {
   process.once('SIGINT', onSignal);
   process.once('SIGTERM', onSignal);
 
+  if (cases.size < CASES.length)
+    result.notes.push(`Only the cases ${[...cases].join(', ')} ran (--cases); the other figures are absent.`);
   const attempt = async <T>(name: string, run: () => Promise<T>): Promise<T | undefined> => {
     const started = performance.now();
     log(`${name} ...`);
@@ -684,26 +720,34 @@ async function main(): Promise<void> {
     const nodes = listLocalNodes(config);
     result.stack.rayNodes = nodes.length;
 
-    const overhead = await attempt('step overhead (pipeline vs bare activity)', () => bench.stepOverhead());
-    const jobs = await attempt('Ray job per step', () => bench.jobPerStep());
-    const raw = await attempt('raw Ray (latency and fan-outs)', () => bench.rawRay());
-    const noop = await attempt(`fan-out of ${profile.fanoutSteps} no-op steps`, () =>
+    const only = async <T>(which: BenchCase, name: string, run: () => Promise<T>) =>
+      cases.has(which) ? attempt(name, run) : undefined;
+    const overhead = await only('overhead', 'step overhead (pipeline vs bare activity)', () =>
+      bench.stepOverhead(),
+    );
+    const jobs = await only('jobs', 'Ray job per step', () => bench.jobPerStep());
+    const raw = await only('raw', 'raw Ray (latency and fan-outs)', () => bench.rawRay());
+    const noop = await only('fanout', `fan-out of ${profile.fanoutSteps} no-op steps`, () =>
       bench.fanouts(0, profile.fanoutSteps),
     );
-    const sleep = await attempt(
+    const sleep = await only(
+      'sleep-fanout',
       `fan-out of ${profile.sleepFanoutSteps} sleep(${profile.sleepSeconds}) steps`,
       () => bench.fanouts(profile.sleepSeconds, profile.sleepFanoutSteps),
     );
-    const map = await attempt(`map step of ${profile.mapItems} no-op items`, () =>
+    const map = await only('map', `map step of ${profile.mapItems} no-op items`, () =>
       bench.mapStep(profile.mapItems),
     );
     if (map && raw) result.mapItems = { items: profile.mapItems, ...map, rawRay: raw.items };
-    result.bigPipeline = await attempt(
+    result.bigPipeline = await only(
+      'big-pipeline',
       `a pipeline of ${profile.bigPipelineSteps} steps (continuing as new every ${profile.bigPipelineStepsPerRun})`,
       () => bench.bigPipeline(profile.bigPipelineSteps, profile.bigPipelineStepsPerRun),
     );
-    result.largeOutput = await attempt(`${profile.largeOutputMb} MB output handed to the next step`, () =>
-      bench.largeOutput(profile.largeOutputMb),
+    result.largeOutput = await only(
+      'large-output',
+      `${profile.largeOutputMb} MB output handed to the next step`,
+      () => bench.largeOutput(profile.largeOutputMb),
     );
     if (raw) result.machine.ray = raw.rayVersion;
     if (overhead && jobs && raw) result.stepOverhead = { ...overhead, rawRay: raw.latency, jobPerStep: jobs };
@@ -715,17 +759,18 @@ async function main(): Promise<void> {
     if (result.memory) result.memory.bareWorker.idle = result.memory.idle.bareWorker?.rssMb ?? 0;
     await bench.stopWorkers();
 
-    result.agentMemory = await attempt(`agent memory (${profile.memoryPoints} points)`, () =>
+    result.agentMemory = await only('memory', `agent memory (${profile.memoryPoints} points)`, () =>
       agentMemoryCase(config, profile),
     );
-    result.autoscalerSim = await attempt('autoscaler (simulated)', () => autoscalerSimCase());
-    if (profile.name === 'full' || withAutoscaler) {
+    result.autoscalerSim = await only('autoscaler-sim', 'autoscaler (simulated)', () => autoscalerSimCase());
+    const liveAutoscaler = cases.has('autoscaler') && (profile.name === 'full' || withAutoscaler);
+    if (liveAutoscaler) {
       const live = await attempt('autoscaler (live)', () => autoscalerCase(config, profile));
       if (live && 'notAvailable' in live) {
         result.notes.push(`Live autoscaler benchmark not available: ${String(live.notAvailable)}.`);
         log(`autoscaler (live): not available — ${String(live.notAvailable)}`);
       } else result.autoscaler = live;
-    } else
+    } else if (cases.has('autoscaler'))
       result.notes.push(
         'Quick mode skips the live autoscaler benchmark (bench/autoscaler.ts: real node starts and two bursty loads, several minutes); autoscaleReactionS and idleReclaimS come from a full run (or --quick --autoscaler), and the node-seconds and makespan ratios here are the simulated ones.',
       );
@@ -756,7 +801,10 @@ async function main(): Promise<void> {
   log(`results: ${path.relative(REPO_ROOT, base)}.{json,md} (${result.durationS} s)`);
   process.stdout.write(`${JSON.stringify(result.summary)}\n`);
   // The summary line stays the last line: a failed core case is reported in it (nulls) and in the exit code.
-  if (result.stepOverhead === undefined || result.fanout === undefined) process.exitCode = 1;
+  // (A run of named cases fails only on its own.)
+  const coreAsked = cases.has('overhead') || cases.has('fanout');
+  if (coreAsked && (result.stepOverhead === undefined || result.fanout === undefined)) process.exitCode = 1;
+  if (Object.keys(result.errors).length > 0 && !coreAsked) process.exitCode = 1;
 }
 
 main().catch((err: unknown) => {

@@ -12,11 +12,37 @@ import {
   retentionDurationSchema,
   summarizeBlobRetention,
 } from '../core/blob-retention';
-import { collectBlobGarbage, temporalWorkflowStates, type BlobCollection } from '../stack/blob-store';
+import { blobStoreUrlSchema } from '../core/schemas/blob-ref';
+import { loadStackConfig } from '../stack/config';
+import {
+  collectBlobGarbage,
+  openBlobStore,
+  temporalWorkflowStates,
+  type BlobCollection,
+  type BlobStoreSettings,
+} from '../stack/blob-store';
 import { table } from './format';
 import { UsageError } from './targets';
 
 export const RETENTION_ENV = 'PANTHEON_BLOB_RETENTION';
+export const BLOB_URL_ENV = 'PANTHEON_BLOB_URL';
+
+/**
+ * The store the CLI reads and collects: PANTHEON_BLOB_URL (an S3-compatible bucket, credentials
+ * from the AWS SDK's environment) when set, else PANTHEON_BLOB_DIR, else the local stack's directory.
+ */
+export function blobStoreSettings(env: NodeJS.ProcessEnv = process.env): BlobStoreSettings {
+  const url = env[BLOB_URL_ENV];
+  if (url) {
+    const parsed = blobStoreUrlSchema.safeParse(url);
+    if (!parsed.success)
+      throw new UsageError(
+        `invalid environment variable ${BLOB_URL_ENV}: ${parsed.error.issues[0]!.message} (got "${url}")`,
+      );
+    return { blobUrl: parsed.data };
+  }
+  return { blobDir: env.PANTHEON_BLOB_DIR || loadStackConfig(env).blobDir };
+}
 
 export interface BlobsGcOptions {
   /** Milliseconds; unset: PANTHEON_BLOB_RETENTION, else 7 days. */
@@ -77,12 +103,12 @@ export function formatRetention(ms: number): string {
 const iso = (ms: number) => new Date(ms).toISOString().replace('T', ' ').slice(0, 19);
 
 /** The human report of a collection. */
-export function describeCollection(collection: BlobCollection, blobDir: string, dryRun: boolean): string {
+export function describeCollection(collection: BlobCollection, where: string, dryRun: boolean): string {
   const { plan, removals } = collection;
   const s = summarizeBlobRetention(plan);
   const verb = dryRun ? 'would remove' : 'removed';
   const lines = [
-    `blob store ${blobDir} · retention ${formatRetention(plan.retentionMs)}${dryRun ? ' · dry run' : ''}`,
+    `blob store ${where} · retention ${formatRetention(plan.retentionMs)}${dryRun ? ' · dry run' : ''}`,
     `${verb} ${s.removed} blob${s.removed === 1 ? '' : 's'} (${formatBytes(s.removedBytes)})` +
       (s.danglingPinsRemoved ? `, the pins of ${s.danglingPinsRemoved} blobs no longer stored` : '') +
       (s.tempFilesRemoved ? `, ${s.tempFilesRemoved} abandoned temporary files` : ''),
@@ -114,15 +140,22 @@ export function describeCollection(collection: BlobCollection, blobDir: string, 
 /** Runs one collection and prints it; returns the exit code. */
 export async function blobsGc(
   client: Client,
-  options: BlobsGcOptions & { blobDir: string; nowMs?: number },
+  options: BlobsGcOptions & { store: BlobStoreSettings; nowMs?: number },
 ): Promise<number> {
   const retentionMs = options.retention ?? retentionFromEnv();
   const dryRun = options.dryRun ?? false;
-  const collection = await collectBlobGarbage(options.blobDir, temporalWorkflowStates(client), {
-    nowMs: options.nowMs ?? Date.now(),
-    retentionMs,
-    dryRun,
-  });
+  const store = await openBlobStore(options.store);
+  if (!store) throw new UsageError('no blob store is named: set PANTHEON_BLOB_URL or PANTHEON_BLOB_DIR');
+  let collection: BlobCollection;
+  try {
+    collection = await collectBlobGarbage(store, temporalWorkflowStates(client), {
+      nowMs: options.nowMs ?? Date.now(),
+      retentionMs,
+      dryRun,
+    });
+  } finally {
+    store.close?.();
+  }
   if (options.json) {
     // The pin files' paths are the adapter's business; the decisions and what happened are the report.
     const strip = <T extends { pins: unknown }>({ pins: _pins, ...rest }: T) => rest;
@@ -130,7 +163,7 @@ export async function blobsGc(
     process.stdout.write(
       `${JSON.stringify(
         {
-          blobDir: options.blobDir,
+          blobStore: store.where,
           dryRun,
           ...plan,
           blobs: plan.blobs.map(strip),
@@ -142,6 +175,6 @@ export async function blobsGc(
         2,
       )}\n`,
     );
-  } else process.stdout.write(describeCollection(collection, options.blobDir, dryRun));
+  } else process.stdout.write(describeCollection(collection, store.where, dryRun));
   return 0;
 }

@@ -10,8 +10,8 @@ import * as fs from 'node:fs';
 import { defaultPayloadConverter, type Client } from '@temporalio/client';
 import { AGENT_HOST_TASK } from '../core/agent-host';
 import { stepActivityId } from '../core/messages/pipeline';
-import { isBlobRef } from '../core/schemas/blob-ref';
-import { BlobUnavailable, readBlobText } from '../stack/blob-store';
+import { isBlobRef, type BlobRef } from '../core/schemas/blob-ref';
+import { BlobUnavailable, openBlobStore, type BlobStoreSettings } from '../stack/blob-store';
 
 export class StepOutputUnavailable extends Error {}
 
@@ -67,17 +67,31 @@ export async function recordedStepOutput(
   return task === AGENT_HOST_TASK ? (result.output as { output?: unknown }).output : result.output;
 }
 
+async function readReferenced(settings: BlobStoreSettings, ref: BlobRef): Promise<string> {
+  const store = await openBlobStore(settings);
+  if (!store)
+    throw new BlobUnavailable(
+      `the output is kept in the blob store as ${ref.$blob} (${ref.bytes} bytes), and no store is named ` +
+        '(set PANTHEON_BLOB_URL or PANTHEON_BLOB_DIR to the store the Ray nodes write)',
+    );
+  try {
+    return await store.readText(ref);
+  } finally {
+    store.close?.();
+  }
+}
+
 /** Writes the step's output as JSON to `out` (a file) or stdout; returns the exit code. */
 export async function printStepOutput(
   client: Client,
   workflowId: string,
   stepId: string,
-  options: { out?: string; blobDir: string },
+  options: { out?: string; store: BlobStoreSettings },
 ): Promise<number> {
   let text: string;
   try {
     const output = await recordedStepOutput(client, workflowId, stepId);
-    text = isBlobRef(output) ? readBlobText(options.blobDir, output) : JSON.stringify(output);
+    text = isBlobRef(output) ? await readReferenced(options.store, output) : JSON.stringify(output);
   } catch (err) {
     if (!(err instanceof StepOutputUnavailable || err instanceof BlobUnavailable)) throw err;
     process.stderr.write(`pantheon: ${err.message}\n`);

@@ -24,8 +24,7 @@ import { duration, header, stepsTable, table, usageTable } from './format';
 import { searchMemory, type MemorySearchOptions } from './memory';
 import { PipelineProgressView, withMapItems, type PendingActivity } from './progress-view';
 import { printStepOutput } from './output';
-import { blobsGc, parseRetention, retentionFromEnv, type BlobsGcOptions } from './blobs';
-import { loadStackConfig } from '../stack/config';
+import { blobsGc, blobStoreSettings, parseRetention, retentionFromEnv, type BlobsGcOptions } from './blobs';
 import { listCodePipelines, planRun, UsageError, type RunOptions } from './targets';
 
 const POLL_MS = 500;
@@ -243,11 +242,7 @@ export function buildProgram(): Command {
     .option('--out <file>', 'write it to this file instead of stdout')
     .action(async (workflowId: string, stepId: string, options: { out?: string }) =>
       withClient((client) =>
-        printStepOutput(client, workflowId, stepId, {
-          ...options,
-          // The store the Ray nodes write: the local stack's unless PANTHEON_BLOB_DIR names another.
-          blobDir: process.env.PANTHEON_BLOB_DIR || loadStackConfig().blobDir,
-        }),
+        printStepOutput(client, workflowId, stepId, { ...options, store: blobStoreSettings() }),
       ),
     );
 
@@ -267,8 +262,8 @@ export function buildProgram(): Command {
     .action(async (options: BlobsGcOptions) => {
       // Resolved before connecting: a bad PANTHEON_BLOB_RETENTION is a usage error, whatever Temporal's state.
       const retention = options.retention ?? retentionFromEnv();
-      const blobDir = process.env.PANTHEON_BLOB_DIR || loadStackConfig().blobDir;
-      await withClient((client) => blobsGc(client, { ...options, retention, blobDir }));
+      const store = blobStoreSettings();
+      await withClient((client) => blobsGc(client, { ...options, retention, store }));
     });
 
   program

@@ -139,7 +139,8 @@ export function parsePipelineSpec(raw: unknown): ParsedSpec {
   return issues.length > 0 ? { ok: false, issues } : { ok: true, spec: parsed.data };
 }
 
-const FINISHED_BAD: ReadonlySet<StepStatus> = new Set(['failed', 'skipped', 'cancelled']);
+/** A dependency in one of these can never succeed: its dependants are blocked. */
+export const FINISHED_BAD: ReadonlySet<StepStatus> = new Set(['failed', 'skipped', 'cancelled']);
 
 /** Pending steps whose dependencies have all succeeded. */
 export function readySteps(

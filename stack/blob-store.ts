@@ -10,7 +10,9 @@
  *
  * What to remove is decided by core/blob-retention.ts; this file lists the
  * store, asks Temporal for the state of the pinning workflows (only
- * `temporalWorkflowStates` touches Temporal) and removes files.
+ * `temporalWorkflowStates` touches Temporal) and removes files. The same
+ * layout in an S3-compatible bucket is stack/s3-blob-store.ts; `openBlobStore`
+ * picks one from the settings (PANTHEON_BLOB_URL, else PANTHEON_BLOB_DIR).
  */
 import * as crypto from 'node:crypto';
 import * as fs from 'node:fs';
@@ -28,12 +30,64 @@ import type { BlobRef } from '../core/schemas/blob-ref';
 
 export class BlobUnavailable extends Error {}
 
-const PINS_DIR = 'pins';
-const WRITE_PREFIX = '.incoming-';
-/** A blob being removed is first renamed to this (see removeBlob). */
-const REMOVAL_PREFIX = '.removing-';
-const HEX = /^[0-9a-f]{64}$/;
-const SHARD = /^[0-9a-f]{2}$/;
+/** Names of the layout, shared by both stores. */
+export const BLOB_LAYOUT = {
+  pinsDir: 'pins',
+  /** A write in progress (directory only: an S3 put is atomic). */
+  writePrefix: '.incoming-',
+  /** A blob being removed is first moved to this (see removeBlob). */
+  removalPrefix: '.removing-',
+  hex: /^[0-9a-f]{64}$/,
+  shard: /^[0-9a-f]{2}$/,
+} as const;
+const PINS_DIR = BLOB_LAYOUT.pinsDir;
+const WRITE_PREFIX = BLOB_LAYOUT.writePrefix;
+const REMOVAL_PREFIX = BLOB_LAYOUT.removalPrefix;
+const HEX = BLOB_LAYOUT.hex;
+const SHARD = BLOB_LAYOUT.shard;
+
+/** A blob store, whichever kind: what reading and collecting need. */
+export interface BlobStoreAccess {
+  /** Where it is, for messages: a directory, or s3://bucket/prefix. */
+  readonly where: string;
+  /** The JSON text a reference stands for, checked against its hash; BlobUnavailable when it cannot be had. */
+  readText(ref: BlobRef): Promise<string>;
+  /** What the store holds now. */
+  list(): Promise<BlobStoreListing>;
+  /** Removes what `plan` decided to remove. */
+  apply(plan: BlobStorePlan): Promise<RemovalRecord[]>;
+  close?(): void;
+}
+
+/** The directory store (the embedded default). */
+export function directoryBlobStore(blobDir: string): BlobStoreAccess {
+  return {
+    where: blobDir,
+    readText: (ref) => Promise.resolve().then(() => readBlobText(blobDir, ref)),
+    list: () => Promise.resolve().then(() => listBlobStore(blobDir)),
+    apply: (plan) => applyBlobRetention(blobDir, plan),
+  };
+}
+
+/** Where a process finds the store: an S3-compatible URL, else a directory. */
+export interface BlobStoreSettings {
+  blobUrl?: string;
+  blobDir?: string;
+}
+
+/** The store the settings name (the S3 one loads the AWS SDK, only then); undefined when none is named. */
+export async function openBlobStore(settings: BlobStoreSettings): Promise<BlobStoreAccess | undefined> {
+  if (settings.blobUrl) {
+    // The pinned SDK runs on Node 20; its warning is about releases after it (package.json pins it).
+    process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= 'true';
+    // Required here, not imported above: a process without an S3 store never loads the AWS SDK. (A
+    // dynamic import() of a .ts file is not resolved when the CLI runs under tsx/cjs.)
+    // eslint-disable-next-line @typescript-eslint/no-require-imports
+    const { S3BlobStore } = require('./s3-blob-store') as typeof import('./s3-blob-store');
+    return new S3BlobStore(settings.blobUrl);
+  }
+  return settings.blobDir ? directoryBlobStore(settings.blobDir) : undefined;
+}
 
 export function blobFile(blobDir: string, ref: BlobRef): string {
   const hex = ref.$blob.slice('sha256:'.length);
@@ -320,42 +374,57 @@ function removeBlob(blobDir: string, blob: ListedBlob): RemovalOutcome {
   return 'removed';
 }
 
-/** Removes what `plan` decided to remove; everything it keeps is left untouched. */
-export function applyBlobRetention(blobDir: string, plan: BlobStorePlan): RemovalRecord[] {
+/** How one kind of store removes each thing a plan decides to remove (applyRetentionPlan runs them in order). */
+export interface RemovalSteps {
+  blob(blob: ListedBlob): Promise<RemovalOutcome> | RemovalOutcome;
+  /** Whether the pins went (false: a blob or a pin was written since the listing). */
+  danglingPins(dangling: ListedDanglingPins): Promise<boolean> | boolean;
+  /** The bytes removed, or undefined when it was already gone. */
+  tempFile(temp: TempFile): Promise<number | undefined> | number | undefined;
+}
+
+/** Removes what `plan` decided to remove with `steps`; everything it keeps is left untouched. */
+export async function applyRetentionPlan(plan: BlobStorePlan, steps: RemovalSteps): Promise<RemovalRecord[]> {
   const records: RemovalRecord[] = [];
-  for (const blob of plan.blobs) {
-    if (blob.action !== 'remove') continue;
-    records.push({
-      kind: 'blob',
-      target: blob.digest,
-      outcome: removeBlob(blobDir, blob),
-      bytes: blob.bytes,
-    });
-  }
-  for (const dangling of plan.danglingPins) {
-    if (dangling.action !== 'remove') continue;
-    const hex = dangling.digest.slice('sha256:'.length);
-    // A put writes the pin before the blob: a blob there now means a write finished since the listing.
-    const written = fs.existsSync(path.join(blobDir, hex.slice(0, 2), hex));
-    const removed = !written && removePins(blobDir, hex, dangling.pins);
-    records.push({
-      kind: 'dangling-pins',
-      target: dangling.digest,
-      outcome: removed ? 'removed' : 'in-use',
-      bytes: 0,
-    });
-  }
-  for (const temp of plan.tempFiles) {
-    if (temp.action !== 'remove') continue;
-    const bytes = statOrUndefined(temp.path)?.size ?? 0;
-    records.push({
-      kind: 'temporary-file',
-      target: temp.path,
-      outcome: unlinkIfPresent(temp.path) ? 'removed' : 'gone',
-      bytes,
-    });
-  }
+  for (const blob of plan.blobs)
+    if (blob.action === 'remove')
+      records.push({ kind: 'blob', target: blob.digest, outcome: await steps.blob(blob), bytes: blob.bytes });
+  for (const dangling of plan.danglingPins)
+    if (dangling.action === 'remove')
+      records.push({
+        kind: 'dangling-pins',
+        target: dangling.digest,
+        outcome: (await steps.danglingPins(dangling)) ? 'removed' : 'in-use',
+        bytes: 0,
+      });
+  for (const temp of plan.tempFiles)
+    if (temp.action === 'remove') {
+      const bytes = await steps.tempFile(temp);
+      records.push({
+        kind: 'temporary-file',
+        target: temp.path,
+        outcome: bytes === undefined ? 'gone' : 'removed',
+        bytes: bytes ?? 0,
+      });
+    }
   return records;
+}
+
+/** Removes from the directory store what `plan` decided to remove. */
+export function applyBlobRetention(blobDir: string, plan: BlobStorePlan): Promise<RemovalRecord[]> {
+  return applyRetentionPlan(plan, {
+    blob: (blob) => removeBlob(blobDir, blob),
+    danglingPins: (dangling) => {
+      const hex = dangling.digest.slice('sha256:'.length);
+      // A put writes the pin before the blob: a blob there now means a write finished since the listing.
+      const written = fs.existsSync(path.join(blobDir, hex.slice(0, 2), hex));
+      return !written && removePins(blobDir, hex, dangling.pins);
+    },
+    tempFile: (temp) => {
+      const bytes = statOrUndefined(temp.path)?.size ?? 0;
+      return unlinkIfPresent(temp.path) ? bytes : undefined;
+    },
+  });
 }
 
 export interface BlobCollection {
@@ -366,10 +435,10 @@ export interface BlobCollection {
 
 /** One collection: list, ask, decide, and (unless `dryRun`) remove. */
 export async function collectBlobGarbage(
-  blobDir: string,
+  store: BlobStoreAccess,
   lookup: WorkflowStateLookup,
   options: { nowMs: number; retentionMs: number; dryRun?: boolean },
 ): Promise<BlobCollection> {
-  const plan = await planBlobRetention(listBlobStore(blobDir), lookup, options);
-  return { plan, removals: options.dryRun ? [] : applyBlobRetention(blobDir, plan) };
+  const plan = await planBlobRetention(await store.list(), lookup, options);
+  return { plan, removals: options.dryRun ? [] : await store.apply(plan) };
 }

@@ -16,9 +16,9 @@
  */
 import * as http from 'node:http';
 import { z } from 'zod';
-import { expandBlobRefs, type BlobRef } from '../core/schemas/blob-ref';
+import { blobStoreUrlSchema, expandBlobRefs, isBlobRef, type BlobRef } from '../core/schemas/blob-ref';
 import { describeZodError } from '../core/issues';
-import { readBlobText } from './blob-store';
+import { openBlobStore, type BlobStoreAccess } from './blob-store';
 
 const JSON_ENCODING = 'json/plain';
 /** What the UI may post at once: a page of history's payloads, each at most Temporal's 2 MB. */
@@ -32,7 +32,7 @@ const payloadsSchema = z.object({
 type Payload = z.infer<typeof payloadsSchema>['payloads'][number];
 
 export interface CodecOptions {
-  blobDir: string;
+  store: BlobStoreAccess;
   /** Larger referenced data stays a reference. */
   maxBlobBytes: number;
 }
@@ -40,8 +40,17 @@ export interface CodecOptions {
 const fromBase64 = (s: string) => Buffer.from(s, 'base64').toString('utf8');
 const toBase64 = (s: string) => Buffer.from(s, 'utf8').toString('base64');
 
+/** The distinct references in a value, wherever they are. */
+function blobRefsIn(value: unknown, found = new Map<string, BlobRef>()): Map<string, BlobRef> {
+  if (isBlobRef(value)) found.set(value.$blob, value);
+  else if (Array.isArray(value)) for (const item of value) blobRefsIn(item, found);
+  else if (typeof value === 'object' && value !== null)
+    for (const item of Object.values(value)) blobRefsIn(item, found);
+  return found;
+}
+
 /** One payload, its references expanded; any other payload (or one that cannot be read) as it came. */
-export function decodePayload(payload: Payload, options: CodecOptions): Payload {
+export async function decodePayload(payload: Payload, options: CodecOptions): Promise<Payload> {
   const encoding = payload.metadata?.encoding;
   if (encoding === undefined || fromBase64(encoding) !== JSON_ENCODING || payload.data === undefined)
     return payload;
@@ -51,15 +60,17 @@ export function decodePayload(payload: Payload, options: CodecOptions): Payload 
   } catch {
     return payload;
   }
-  const read = (ref: BlobRef): unknown => {
-    if (ref.bytes > options.maxBlobBytes) return undefined;
+  // Read first (the store may be remote), then expanded in one synchronous pass.
+  const data = new Map<string, unknown>();
+  for (const ref of blobRefsIn(value).values()) {
+    if (ref.bytes > options.maxBlobBytes) continue;
     try {
-      return JSON.parse(readBlobText(options.blobDir, ref));
+      data.set(ref.$blob, JSON.parse(await options.store.readText(ref)));
     } catch {
-      return undefined; // missing or damaged: the reference is what the UI shows
+      // missing or damaged: the reference is what the UI shows
     }
-  };
-  const expanded = expandBlobRefs(value, read);
+  }
+  const expanded = expandBlobRefs(value, (ref) => data.get(ref.$blob));
   return expanded === value ? payload : { ...payload, data: toBase64(JSON.stringify(expanded)) };
 }
 
@@ -106,20 +117,26 @@ export function createCodecServer(options: CodecOptions & { origins: readonly st
         }
         const parsed = payloadsSchema.safeParse(raw);
         if (!parsed.success) return send(400, { error: describeZodError(parsed.error) });
-        const payloads =
-          route === 'decode'
-            ? parsed.data.payloads.map((p) => decodePayload(p, options))
-            : parsed.data.payloads;
-        send(200, { payloads });
+        if (route === 'encode') return send(200, { payloads: parsed.data.payloads });
+        return Promise.all(parsed.data.payloads.map((p) => decodePayload(p, options))).then((payloads) =>
+          send(200, { payloads }),
+        );
       })
       .catch((err: unknown) => send(413, { error: String(err) }));
   });
 }
 
-if (require.main === module) {
+async function main(): Promise<void> {
   const env = z
     .object({
-      PANTHEON_BLOB_DIR: z.string().min(1),
+      // The store the Ray side writes: an S3-compatible one (credentials from the AWS SDK's
+      // environment) when named, else the directory.
+      PANTHEON_BLOB_URL: z
+        .string()
+        .optional()
+        .transform((s) => (s ? s : undefined))
+        .pipe(blobStoreUrlSchema.optional()),
+      PANTHEON_BLOB_DIR: z.string().min(1).optional(),
       PANTHEON_CODEC_PORT: z.coerce.number().int().min(1).max(65535),
       PANTHEON_CODEC_ORIGINS: z.string().min(1),
       PANTHEON_CODEC_MAX_BLOB_BYTES: z.coerce
@@ -133,15 +150,29 @@ if (require.main === module) {
     process.stderr.write(`codec server: ${describeZodError(env.error)}\n`);
     process.exit(2);
   }
-  const server = createCodecServer({
+  const store = await openBlobStore({
+    blobUrl: env.data.PANTHEON_BLOB_URL,
     blobDir: env.data.PANTHEON_BLOB_DIR,
+  });
+  if (!store) {
+    process.stderr.write('codec server: set PANTHEON_BLOB_URL or PANTHEON_BLOB_DIR to the blob store\n');
+    process.exit(2);
+  }
+  const server = createCodecServer({
+    store,
     maxBlobBytes: env.data.PANTHEON_CODEC_MAX_BLOB_BYTES,
     origins: env.data.PANTHEON_CODEC_ORIGINS.split(','),
   });
   server.listen(env.data.PANTHEON_CODEC_PORT, '127.0.0.1', () =>
     process.stdout.write(`codec server on http://127.0.0.1:${env.data.PANTHEON_CODEC_PORT}\n`),
   );
-  const stop = () => server.close(() => process.exit(0));
+  const stop = () =>
+    server.close(() => {
+      store.close?.();
+      process.exit(0);
+    });
   process.on('SIGTERM', stop);
   process.on('SIGINT', stop);
 }
+
+if (require.main === module) void main();

@@ -121,6 +121,24 @@ export function memoryEnv(config: StackConfig): { QDRANT_URL: string; PANTHEON_M
  * environment (stack/processes.ts). Only the project's own settings for the Ray side are taken
  * from the launcher, by name.
  */
+/**
+ * The credentials of an S3-compatible blob store (a worker's PANTHEON_BLOB_URL) for the processes of
+ * the local stack that read or write it (Ray nodes, the codec server), under the AWS SDKs' names.
+ * Opt-in, by the project's own variables: the launcher's ambient AWS_* (a developer's own account)
+ * never reach Ray, where any allowed task could read them.
+ */
+export const STACK_S3_ENV = {
+  PANTHEON_S3_ENDPOINT: 'AWS_ENDPOINT_URL_S3',
+  PANTHEON_S3_ACCESS_KEY_ID: 'AWS_ACCESS_KEY_ID',
+  PANTHEON_S3_SECRET_ACCESS_KEY: 'AWS_SECRET_ACCESS_KEY',
+  PANTHEON_S3_SESSION_TOKEN: 'AWS_SESSION_TOKEN',
+  PANTHEON_S3_REGION: 'AWS_REGION',
+} as const;
+
+export function s3ClientEnv(from: NodeJS.ProcessEnv = process.env): Record<string, string | undefined> {
+  return Object.fromEntries(Object.entries(STACK_S3_ENV).map(([own, aws]) => [aws, from[own]]));
+}
+
 export function rayProcessEnv(config: StackConfig, from: NodeJS.ProcessEnv = process.env): NodeJS.ProcessEnv {
   return explicitEnv(
     {
@@ -145,6 +163,9 @@ export function rayProcessEnv(config: StackConfig, from: NodeJS.ProcessEnv = pro
       // Large step outputs: every node of this host writes and reads the same store (the CLI too).
       PANTHEON_BLOB_DIR: config.blobDir,
       PANTHEON_MAX_BLOB_BYTES: from.PANTHEON_MAX_BLOB_BYTES,
+      // A worker may name an S3-compatible store instead (PANTHEON_BLOB_URL, sent with each step):
+      // the credentials for it are the Ray side's.
+      ...s3ClientEnv(from),
     },
     from,
   );

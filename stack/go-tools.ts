@@ -1,7 +1,8 @@
 /**
  * Go programs the project builds from the Go module proxy, once, into a cache
  * outside the repository: the CRD-only Kubernetes API server that the kuberay
- * tests run against, and helm, which renders and lints the chart in deploy/.
+ * tests run against, helm, which renders and lints the chart in deploy/, and
+ * MinIO, the S3-compatible server the S3 blob store is tested against.
  * Each is pinned here and cached by module and version, so a second run finds
  * the binary and a version bump builds the new one beside the old.
  *
@@ -37,6 +38,14 @@ export const HELM: GoTool = {
   version: 'v3.19.5',
   binary: 'helm',
   firstBuild: 'about 5 minutes',
+};
+
+/** An S3-compatible server for the S3 blob store's tests (stack/minio.ts). */
+export const MINIO: GoTool = {
+  pkg: 'github.com/minio/minio',
+  version: 'v0.0.0-20260212201848-7aac2a2c5b7c',
+  binary: 'minio',
+  firstBuild: 'about 3 to 6 minutes',
 };
 
 /** The KubeRay operator module whose RayCluster CRD the test API server installs. */
@@ -83,7 +92,7 @@ export function findGo(
   const found = candidates.find((file) => isExecutable(file));
   if (!found) {
     throw new Error(
-      'the Go toolchain (go 1.24 or newer) is needed to build the Kubernetes test tools and was not found on PATH ' +
+      'the Go toolchain (go 1.24 or newer) is needed to build the test tools (Kubernetes API server, helm, MinIO) and was not found on PATH ' +
         'or in /usr/local/go/bin: install Go from https://go.dev/dl/ (or a distribution package of Go 1.24+), then run again',
     );
   }

@@ -28,7 +28,14 @@ import {
   tailFile,
   waitFor,
 } from './processes';
-import { loadNodeGroups, loadStackConfig, rayProcessEnv, REPO_ROOT, type StackConfig } from './config';
+import {
+  loadNodeGroups,
+  loadStackConfig,
+  rayProcessEnv,
+  REPO_ROOT,
+  s3ClientEnv,
+  type StackConfig,
+} from './config';
 import { ensureTokenFile, rayAuthHeaders } from './ray-auth';
 import { forgetDeadNodes, listLocalNodes, LOOPBACK_RAY, startLocalNode, stopLocalNode } from './ray-nodes';
 
@@ -284,6 +291,9 @@ async function startCodec(config: StackConfig) {
     [config.codec.port],
     explicitEnv({
       PANTHEON_BLOB_DIR: config.blobDir,
+      // The Web UI shows what the workers' store holds: an S3-compatible one when the launcher names it.
+      PANTHEON_BLOB_URL: process.env.PANTHEON_BLOB_URL,
+      ...s3ClientEnv(),
       PANTHEON_CODEC_PORT: String(config.codec.port),
       PANTHEON_CODEC_ORIGINS: `http://127.0.0.1:${uiPort},http://localhost:${uiPort}`,
       PANTHEON_CODEC_MAX_BLOB_BYTES: process.env.PANTHEON_CODEC_MAX_BLOB_BYTES,

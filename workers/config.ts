@@ -14,6 +14,7 @@ import { defaultAllowedTaskModules, MODULE_NAME_PATTERN } from '../core/schemas/
 import { describeZodError } from '../core/issues';
 import { HISTORY_LIMITS } from '../core/history-budget';
 import { DEFAULT_BLOB_RETENTION_MS, retentionDurationSchema } from '../core/blob-retention';
+import { blobStoreUrlSchema } from '../core/schemas/blob-ref';
 import { isLoopbackHost, rayAddressHost, rayAuthToken } from '../stack/ray-auth';
 
 const REPO_ROOT = path.resolve(__dirname, '..');
@@ -86,7 +87,8 @@ const workerEnvSchema = z.object({
   /**
    * A step output larger than this (as JSON) is kept in the Ray side's blob store and the step returns
    * a reference (ray-tasks/pantheon_runtime/blob_store.py); 0 keeps every output inline. Without a
-   * store on the Ray side (PANTHEON_BLOB_DIR) outputs stay inline up to PANTHEON_MAX_RESULT_BYTES.
+   * store (PANTHEON_BLOB_URL here, or PANTHEON_BLOB_DIR on the Ray side) outputs stay inline up to
+   * PANTHEON_MAX_RESULT_BYTES.
    */
   PANTHEON_BLOB_THRESHOLD_BYTES: z.coerce
     .number()
@@ -99,6 +101,17 @@ const workerEnvSchema = z.object({
    * worker removes what its retention allows (activities/ray/blob-retention.ts); unset, it never does.
    */
   PANTHEON_BLOB_DIR: z.string().min(1).optional(),
+  /**
+   * An S3-compatible store for this worker's large outputs (`s3://bucket/prefix`), for clusters whose
+   * nodes share no disk: passed with each step, so the Ray side writes there (with the credentials of
+   * its own environment: AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_ENDPOINT_URL_S3…); unset, the
+   * Ray side's directory (PANTHEON_BLOB_DIR of its nodes).
+   */
+  PANTHEON_BLOB_URL: z
+    .string()
+    .optional()
+    .transform((s) => (s ? s : undefined))
+    .pipe(blobStoreUrlSchema.optional()),
   /** How often the worker collects the blob store; unset: never (`pantheon blobs gc` does it by hand). */
   PANTHEON_BLOB_SWEEP_MS: z.coerce.number().int().min(1_000).optional(),
   /** How long after its last use an output no open workflow references is kept (core/blob-retention.ts). */
@@ -215,10 +228,11 @@ export function loadWorkerConfig(env: NodeJS.ProcessEnv = process.env) {
     dispatcherSweepMs: e.PANTHEON_DISPATCHER_SWEEP_MS,
     maxResultBytes: e.PANTHEON_MAX_RESULT_BYTES,
     blobThresholdBytes: e.PANTHEON_BLOB_THRESHOLD_BYTES,
+    blobUrl: e.PANTHEON_BLOB_URL,
     blobRetention:
-      e.PANTHEON_BLOB_DIR && e.PANTHEON_BLOB_SWEEP_MS
+      (e.PANTHEON_BLOB_URL || e.PANTHEON_BLOB_DIR) && e.PANTHEON_BLOB_SWEEP_MS
         ? {
-            blobDir: e.PANTHEON_BLOB_DIR,
+            store: { blobUrl: e.PANTHEON_BLOB_URL, blobDir: e.PANTHEON_BLOB_DIR },
             intervalMs: e.PANTHEON_BLOB_SWEEP_MS,
             retentionMs: e.PANTHEON_BLOB_RETENTION ?? DEFAULT_BLOB_RETENTION_MS,
           }

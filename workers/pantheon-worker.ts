@@ -136,6 +136,7 @@ export async function createPantheonWorker(
       allowedTaskPackages: config.allowedTaskPackages,
       maxResultBytes: config.maxResultBytes,
       blobThresholdBytes: config.blobThresholdBytes,
+      blobUrl: config.blobUrl,
       statusPollMs: config.statusPollMs,
       cancelGraceMs: config.cancelGraceMs,
       memoryGuard: config.memoryGuard,

@@ -144,7 +144,12 @@ export interface SubmitRequest {
   /** What this attempt asks of Ray (planned from the key's history: may differ between attempts). */
   options: RayTaskOptions;
   /** The dispatcher resolves the task against its own allowlist, never one sent here. */
-  limits: { max_result_bytes: number; memory_guard: string; blob_threshold_bytes: number };
+  limits: {
+    max_result_bytes: number;
+    memory_guard: string;
+    blob_threshold_bytes: number;
+    blob_store?: string;
+  };
   /** The generation this plan was made from: the dispatcher refuses it if the key moved on since. */
   plan: { basedOn: number | null };
   /** A map step: the task runs once per item of `map.over`. */

@@ -108,6 +108,8 @@ export interface RayTaskStepConfig {
   maxResultBytes: number;
   /** Outputs above this go to the Ray side's blob store (0: never); an agent host's never do. */
   blobThresholdBytes: number;
+  /** The S3-compatible store those outputs go to (`s3://bucket/prefix`); unset: the Ray side's directory. */
+  blobUrl?: string;
   /** How often the running task's state is read for the heartbeat. */
   statusPollMs: number;
   /** How long a cancelled task gets to stop before it is force-killed. */
@@ -190,6 +192,7 @@ export function createRayTaskActivities(
       memory_guard: config.memoryGuard,
       // The workflow reads an agent host's output (validation, memories to keep): it stays inline.
       blob_threshold_bytes: input.task === AGENT_HOST_TASK ? 0 : config.blobThresholdBytes,
+      ...(config.blobUrl ? { blob_store: config.blobUrl } : {}),
     };
     // A first attempt almost always finds no task under its key: it submits at once, planned from an empty
     // history, and reads the key only if the dispatcher answers that the key has moved on (one bridge round

@@ -44,3 +44,25 @@ export function expandBlobRefs(value: unknown, read: (ref: BlobRef) => unknown):
   }
   return value;
 }
+
+/**
+ * An S3-compatible blob store: `s3://bucket` or `s3://bucket/prefix` (the bucket by S3's naming
+ * rules; the prefix in plain key characters, so every store key under it is predictable).
+ */
+export const blobStoreUrlSchema = z
+  .string()
+  .regex(
+    /^s3:\/\/[a-z0-9][a-z0-9.-]{1,61}[a-z0-9](\/[A-Za-z0-9._-]+)*\/?$/,
+    'an s3://bucket[/prefix] URL (bucket: 3 to 63 lowercase letters, digits, dots and hyphens; prefix: letters, digits, ".", "_", "-" and "/")',
+  );
+
+export interface S3Location {
+  bucket: string;
+  /** Without leading or trailing slashes; "" for the bucket's root. */
+  prefix: string;
+}
+
+export function parseBlobStoreUrl(url: string): S3Location {
+  const [bucket = '', ...rest] = blobStoreUrlSchema.parse(url).slice('s3://'.length).split('/');
+  return { bucket, prefix: rest.filter(Boolean).join('/') };
+}

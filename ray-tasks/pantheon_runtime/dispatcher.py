@@ -256,10 +256,15 @@ class Dispatcher:
         limits["allowed_packages"] = list(self._allowlist)
         if options.get("memory"):
             limits["memory_limit_bytes"] = int(options["memory"])
+        if limits.get("blob_store"):
+            try:
+                blob_store.parse_s3_url(limits["blob_store"])
+            except ValueError as err:
+                return refused("InvalidBlobStore", "limits.blob_store", str(err))
         map_run = None
         if call.get("map") is not None:
             earlier = entry if entry is not None and entry.run == run else None
-            map_run = await self._plan_map(call, options, earlier)
+            map_run = await self._plan_map(call, options, limits, earlier)
             if isinstance(map_run, dict):
                 return map_run
             current = self._table.get(key)
@@ -283,11 +288,11 @@ class Dispatcher:
         asyncio.get_running_loop().create_task(self._watch(entry))
         return self._describe(entry, attached=False)
 
-    async def _plan_map(self, call: dict, options: dict, earlier: Optional[Entry]):
+    async def _plan_map(self, call: dict, options: dict, limits: dict, earlier: Optional[Entry]):
         """The MapRun of a map call (its list resolved from the blob store if it is a reference), or a refusal."""
         spec = call["map"]
         over = spec.get("over")
-        store = blob_store.configured_store()
+        store = blob_store.configured_store(limits.get("blob_store"))
         if store is not None and blob_store.is_ref(over):
             try:
                 over = await asyncio.to_thread(store.resolve, over)
@@ -327,7 +332,7 @@ class Dispatcher:
             raise
         size = len(text.encode("utf-8"))
         threshold = limits.get("blob_threshold_bytes") or 0
-        store = blob_store.configured_store()
+        store = blob_store.configured_store(limits.get("blob_store"))
         if store is not None and 0 < threshold < size:
             try:
                 reference = await asyncio.to_thread(store.put, text, entry.workflow)

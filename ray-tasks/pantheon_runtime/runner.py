@@ -90,7 +90,7 @@ def _encoded(task_ref: str, output: Any) -> tuple[str, int]:
 
 def run_step(key: str, generation: int, task_ref: str, args: list, kwargs: dict, limits: dict) -> dict:
     node_id = ray.get_runtime_context().get_node_id()
-    store = blob_store.configured_store()
+    store = blob_store.configured_store(limits.get("blob_store"))
     limit_bytes = limits.get("memory_limit_bytes")
     guard = start_guard(limits.get("memory_guard", "off"), limit_bytes, f"{key}/g{generation}")
 
@@ -137,7 +137,7 @@ def run_map_item(task_ref: str, item: Any, args: list, kwargs: dict, limits: dic
     it needs to, and items are never stored one by one as blobs (the map's whole output is, when large).
     Items are held to the step's memory request like steps.
     """
-    store = blob_store.configured_store()
+    store = blob_store.configured_store(limits.get("blob_store"))
     limit_bytes = limits.get("memory_limit_bytes")
     guard = start_guard(limits.get("memory_guard", "off"), limit_bytes, task_ref)
 

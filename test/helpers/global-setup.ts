@@ -12,6 +12,7 @@ import { loadStackConfig, localRayClientEnv } from '../../stack/config';
 import { stackDown, stackIsUp, stackUp } from '../../stack/local-stack';
 import { Client, Connection } from '@temporalio/client';
 import { TEST_LOG_DIR_ENV } from './test-log';
+import { minioClientEnv, newMinioSettings, type MinioSettings } from '../../stack/minio';
 
 /** Tests start their own autoscalers; every other one is ended first (see stack/autoscalers.ts). */
 async function endLeftoverAutoscalers(address: string): Promise<void> {
@@ -31,12 +32,33 @@ export const STARTED_MARKER = 'started-by-tests';
  */
 export const LAUNCHER_ONLY_PROBE = 'PANTHEON_LAUNCHER_ONLY_PROBE';
 
+/**
+ * Where the S3 blob store test's MinIO will listen and its credentials (test/integration/blob-s3.test.ts):
+ * made before the stack starts, because the Ray nodes take the credentials of an S3-compatible store
+ * from their own environment (stack/config.ts, S3_CLIENT_ENV_KEYS), which is fixed when they start.
+ */
+export const TEST_S3_SETTINGS_FILE = 'test-s3.json';
+
 export default async function globalSetup(): Promise<void> {
   process.env[LAUNCHER_ONLY_PROBE] ??= 'set-only-in-the-launcher';
   const config = loadStackConfig();
   fs.mkdirSync(config.stateDir, { recursive: true });
   const marker = path.join(config.stateDir, STARTED_MARKER);
-  if (!stackIsUp(config)) fs.writeFileSync(marker, String(process.pid));
+  const s3SettingsFile = path.join(config.stateDir, TEST_S3_SETTINGS_FILE);
+  if (!stackIsUp(config)) {
+    fs.writeFileSync(marker, String(process.pid));
+    fs.writeFileSync(s3SettingsFile, JSON.stringify(await newMinioSettings()));
+  }
+  // A stack these tests started (now, or in an earlier run left up) gives its nodes these S3 credentials.
+  if (fs.existsSync(s3SettingsFile)) {
+    const s3 = minioClientEnv(JSON.parse(fs.readFileSync(s3SettingsFile, 'utf8')) as MinioSettings);
+    Object.assign(process.env, {
+      PANTHEON_S3_ENDPOINT: s3.AWS_ENDPOINT_URL_S3,
+      PANTHEON_S3_ACCESS_KEY_ID: s3.AWS_ACCESS_KEY_ID,
+      PANTHEON_S3_SECRET_ACCESS_KEY: s3.AWS_SECRET_ACCESS_KEY,
+      PANTHEON_S3_REGION: s3.AWS_REGION,
+    });
+  }
   const started = Date.now();
   let bundlePath: string;
   try {

@@ -3,7 +3,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { loadStackConfig } from '../../stack/config';
 import { stackDown } from '../../stack/local-stack';
-import { STARTED_MARKER } from './global-setup';
+import { STARTED_MARKER, TEST_S3_SETTINGS_FILE } from './global-setup';
 
 export default async function globalTeardown(): Promise<void> {
   const config = loadStackConfig();
@@ -11,4 +11,5 @@ export default async function globalTeardown(): Promise<void> {
   if (!fs.existsSync(marker)) return;
   await stackDown(config);
   fs.rmSync(marker, { force: true });
+  fs.rmSync(path.join(config.stateDir, TEST_S3_SETTINGS_FILE), { force: true });
 }

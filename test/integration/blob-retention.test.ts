@@ -99,7 +99,7 @@ test('a referenced output is kept while its workflow is open, then removed a ret
       openWorkflows: [workflowId],
     }),
   ]);
-  expect(applyBlobRetention(blobDir, whileOpen)).toEqual([]);
+  expect(await applyBlobRetention(blobDir, whileOpen)).toEqual([]);
   expect(fs.existsSync(path.join(blobDir, hex.slice(0, 2), hex))).toBe(true);
 
   const result = (await handle.result()) as PipelineResult;
@@ -116,7 +116,7 @@ test('a referenced output is kept while its workflow is open, then removed a ret
       removableAtMs: closeTimeMs + HOUR,
     }),
   ]);
-  expect(applyBlobRetention(blobDir, withinRetention)).toEqual([]);
+  expect(await applyBlobRetention(blobDir, withinRetention)).toEqual([]);
   const printed = await runPantheon(['output', workflowId, 'big'], cliEnv);
   expect(printed.code).toBe(0);
   expect(printed.stdout.length).toBe(100_000 + 3); // the JSON string and a newline
@@ -126,7 +126,7 @@ test('a referenced output is kept while its workflow is open, then removed a ret
   expect(afterRetention.blobs).toEqual([
     expect.objectContaining({ action: 'remove', reason: 'retention-elapsed', lastUseMs: closeTimeMs }),
   ]);
-  expect(applyBlobRetention(blobDir, afterRetention)).toEqual([
+  expect(await applyBlobRetention(blobDir, afterRetention)).toEqual([
     { kind: 'blob', target: ref.$blob, outcome: 'removed', bytes: ref.bytes },
   ]);
   expect(fs.existsSync(path.join(blobDir, hex.slice(0, 2), hex))).toBe(false);

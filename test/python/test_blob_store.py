@@ -8,7 +8,15 @@ import unittest
 from unittest import mock
 from pathlib import Path
 
-from pantheon_runtime.blob_store import BlobNotFound, BlobStore, BlobTooLarge, configured_store, is_ref
+from pantheon_runtime.blob_store import (
+    BlobNotFound,
+    BlobStore,
+    BlobTooLarge,
+    S3BlobStore,
+    configured_store,
+    is_ref,
+    parse_s3_url,
+)
 
 
 class BlobStoreTest(unittest.TestCase):
@@ -63,9 +71,22 @@ class BlobStoreTest(unittest.TestCase):
             self.store.put("x" * 1_000_001)
 
     def test_the_store_is_configured_by_the_environment_or_absent(self):
-        self.assertIsNone(configured_store({}))
-        store = configured_store({"PANTHEON_BLOB_DIR": self.dir.name, "PANTHEON_MAX_BLOB_BYTES": "5"})
+        self.assertIsNone(configured_store(None, {}))
+        store = configured_store(None, {"PANTHEON_BLOB_DIR": self.dir.name, "PANTHEON_MAX_BLOB_BYTES": "5"})
         self.assertEqual((store.root, store.max_bytes), (Path(self.dir.name), 5))
+
+    def test_a_worker_named_s3_store_comes_before_the_directory(self):
+        env = {"PANTHEON_BLOB_DIR": self.dir.name, "AWS_ENDPOINT_URL_S3": "http://127.0.0.1:9", "AWS_REGION": "eu-west-1"}
+        store = configured_store("s3://outputs/team-a/runs/", env)
+        self.assertIsInstance(store, S3BlobStore)
+        self.assertEqual((store.bucket, store.prefix, store.where()), ("outputs", "team-a/runs", "s3://outputs/team-a/runs"))
+        self.assertEqual(store.client.meta.endpoint_url, "http://127.0.0.1:9")
+        self.assertEqual(store.client.meta.region_name, "eu-west-1")
+        # One client per store and process: a second step reuses it.
+        self.assertIs(configured_store("s3://outputs/team-a/runs/", env), store)
+        for bad in ("outputs", "s3://", "file:///tmp"):
+            with self.assertRaisesRegex(ValueError, "is not an s3://bucket"):
+                parse_s3_url(bad)
 
 
 class BlobPinsTest(unittest.TestCase):

@@ -19,6 +19,7 @@ import {
   applyBlobRetention,
   BlobUnavailable,
   collectBlobGarbage,
+  directoryBlobStore,
   listBlobStore,
   planBlobRetention,
   readBlobText,
@@ -129,7 +130,7 @@ describe('a collection with a clock the test sets', () => {
     const [ref] = pythonPut([[text('a'), 'wf-open']]);
     writtenAt(ref!, T0);
     const lookup = states({ 'wf-open': { state: 'open' } });
-    const { plan, removals } = await collectBlobGarbage(dir, lookup, {
+    const { plan, removals } = await collectBlobGarbage(directoryBlobStore(dir), lookup, {
       nowMs: T0 + 30 * DAY,
       retentionMs: 0,
     });
@@ -143,11 +144,17 @@ describe('a collection with a clock the test sets', () => {
     const [ref] = pythonPut([[text('a'), 'wf-done']]);
     writtenAt(ref!, T0);
     const lookup = states({ 'wf-done': { state: 'closed', closeTimeMs: T0 + HOUR } });
-    const before = await collectBlobGarbage(dir, lookup, { nowMs: T0 + HOUR + DAY - 1, retentionMs: DAY });
+    const before = await collectBlobGarbage(directoryBlobStore(dir), lookup, {
+      nowMs: T0 + HOUR + DAY - 1,
+      retentionMs: DAY,
+    });
     expect(before.plan.blobs[0]).toMatchObject({ action: 'keep', reason: 'within-retention' });
     expect(readBlobText(dir, ref!)).toBe(text('a'));
 
-    const after = await collectBlobGarbage(dir, lookup, { nowMs: T0 + HOUR + DAY, retentionMs: DAY });
+    const after = await collectBlobGarbage(directoryBlobStore(dir), lookup, {
+      nowMs: T0 + HOUR + DAY,
+      retentionMs: DAY,
+    });
     expect(after.removals).toEqual([
       { kind: 'blob', target: ref!.$blob, outcome: 'removed', bytes: ref!.bytes },
     ]);
@@ -164,7 +171,7 @@ describe('a collection with a clock the test sets', () => {
   it('a dry run removes nothing', async () => {
     const [ref] = pythonPut([[text('a'), null]]);
     writtenAt(ref!, T0);
-    const { plan, removals } = await collectBlobGarbage(dir, states({}), {
+    const { plan, removals } = await collectBlobGarbage(directoryBlobStore(dir), states({}), {
       nowMs: T0 + DAY,
       retentionMs: 0,
       dryRun: true,
@@ -183,7 +190,10 @@ describe('a collection with a clock the test sets', () => {
     pythonPut([[text('shared'), 'wf-open']]);
     for (const ref of [kept!, gone!, shared!]) writtenAt(ref, T0);
     const lookup = states({ 'wf-open': { state: 'open' }, 'wf-done': { state: 'closed', closeTimeMs: T0 } });
-    const { removals } = await collectBlobGarbage(dir, lookup, { nowMs: T0 + DAY, retentionMs: HOUR });
+    const { removals } = await collectBlobGarbage(directoryBlobStore(dir), lookup, {
+      nowMs: T0 + DAY,
+      retentionMs: HOUR,
+    });
     expect(removals.map((r) => r.target)).toEqual([gone!.$blob]);
     expect(readBlobText(dir, kept!)).toBe(text('kept'));
     expect(readBlobText(dir, shared!)).toBe(text('shared'));
@@ -198,7 +208,10 @@ describe('a collection with a clock the test sets', () => {
     fs.writeFileSync(temp, 'half');
     fs.utimesSync(temp, new Date(T0), new Date(T0));
     const lookup = states({ 'wf-done': { state: 'closed', closeTimeMs: T0 } });
-    const { removals } = await collectBlobGarbage(dir, lookup, { nowMs: T0 + 2 * DAY, retentionMs: DAY });
+    const { removals } = await collectBlobGarbage(directoryBlobStore(dir), lookup, {
+      nowMs: T0 + 2 * DAY,
+      retentionMs: DAY,
+    });
     expect(removals.map((r) => [r.kind, r.outcome])).toEqual([
       ['dangling-pins', 'removed'],
       ['temporary-file', 'removed'],
@@ -223,7 +236,7 @@ describe('a collection racing with the Ray side', () => {
     const plan = await planToRemove(ref!);
     pythonPut([[text('a'), 'wf-new']]);
     fs.utimesSync(blobPath(ref!), new Date(T0), new Date(T0)); // so that only the new pin tells
-    expect(applyBlobRetention(dir, plan)).toEqual([
+    expect(await applyBlobRetention(dir, plan)).toEqual([
       { kind: 'blob', target: ref!.$blob, outcome: 'in-use', bytes: ref!.bytes },
     ]);
     expect(readBlobText(dir, ref!)).toBe(text('a'));
@@ -235,20 +248,20 @@ describe('a collection racing with the Ray side', () => {
     const [ref] = pythonPut([[text('a'), 'wf-done']]);
     const plan = await planToRemove(ref!);
     pythonPut([[text('a'), null]]);
-    expect(applyBlobRetention(dir, plan)[0]!.outcome).toBe('in-use');
+    expect((await applyBlobRetention(dir, plan))[0]!.outcome).toBe('in-use');
     expect(readBlobText(dir, ref!)).toBe(text('a'));
   });
 
   it('records a blob another collector removed first as gone', async () => {
     const [ref] = pythonPut([[text('a'), 'wf-done']]);
     const plan = await planToRemove(ref!);
-    expect(applyBlobRetention(dir, plan)[0]!.outcome).toBe('removed');
-    expect(applyBlobRetention(dir, plan)[0]!.outcome).toBe('gone');
+    expect((await applyBlobRetention(dir, plan))[0]!.outcome).toBe('removed');
+    expect((await applyBlobRetention(dir, plan))[0]!.outcome).toBe('gone');
   });
 
   it('a put after the removal stores the blob again', async () => {
     const [ref] = pythonPut([[text('a'), 'wf-done']]);
-    applyBlobRetention(dir, await planToRemove(ref!));
+    await applyBlobRetention(dir, await planToRemove(ref!));
     pythonPut([[text('a'), 'wf-new']]);
     expect(readBlobText(dir, ref!)).toBe(text('a'));
   });
@@ -261,7 +274,10 @@ describe('a collection racing with the Ray side', () => {
     const plan = await planBlobRetention(listBlobStore(dir), closed, { nowMs: T0 + DAY, retentionMs: HOUR });
     expect(plan.danglingPins[0]!.action).toBe('remove');
     fs.writeFileSync(blobPath(ref!), content); // the put that wrote its pin first has now written the blob
-    expect(applyBlobRetention(dir, plan)[0]).toMatchObject({ kind: 'dangling-pins', outcome: 'in-use' });
+    expect((await applyBlobRetention(dir, plan))[0]).toMatchObject({
+      kind: 'dangling-pins',
+      outcome: 'in-use',
+    });
     expect(fs.readdirSync(pinDirOf(ref!))).toHaveLength(1);
   });
 });
@@ -327,9 +343,9 @@ describe('workflow states from Temporal’s describe', () => {
     );
     const [ref] = pythonPut([[text('a'), 'x']]);
     writtenAt(ref!, T0);
-    await expect(collectBlobGarbage(dir, lookup, { nowMs: T0 + DAY, retentionMs: 0 })).rejects.toThrow(
-      /UNAVAILABLE/,
-    );
+    await expect(
+      collectBlobGarbage(directoryBlobStore(dir), lookup, { nowMs: T0 + DAY, retentionMs: 0 }),
+    ).rejects.toThrow(/UNAVAILABLE/);
     expect(readBlobText(dir, ref!)).toBe(text('a'));
   });
 });
@@ -343,7 +359,7 @@ describe('the worker’s sweep', () => {
     writtenAt(old!, T0);
     writtenAt(young!, T0 + DAY);
     const result = await sweepBlobRetention(
-      dir,
+      directoryBlobStore(dir),
       states({ 'wf-done': { state: 'closed', closeTimeMs: T0 } }),
       { nowMs: T0 + DAY + HOUR, retentionMs: DAY },
       pino({ level: 'silent' }),
@@ -381,7 +397,7 @@ describe('the CLI’s retention', () => {
     const [ref] = pythonPut([[text('a'), 'wf-done']]);
     writtenAt(ref!, T0);
     const collection = await collectBlobGarbage(
-      dir,
+      directoryBlobStore(dir),
       states({ 'wf-done': { state: 'closed', closeTimeMs: T0 } }),
       {
         nowMs: T0 + DAY,

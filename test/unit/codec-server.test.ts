@@ -11,7 +11,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import type { Server } from 'node:http';
 import { expandBlobRefs, type BlobRef } from '../../core/schemas/blob-ref';
-import { blobFile } from '../../stack/blob-store';
+import { blobFile, directoryBlobStore } from '../../stack/blob-store';
 import { createCodecServer } from '../../stack/codec-server';
 
 const UI = 'http://127.0.0.1:8233';
@@ -53,7 +53,7 @@ async function decode(payloads: unknown[], route = '/decode') {
 
 beforeAll(async () => {
   dir = fs.mkdtempSync(path.join(os.tmpdir(), 'pantheon-codec-'));
-  server = createCodecServer({ blobDir: dir, maxBlobBytes: 1000, origins: [UI] });
+  server = createCodecServer({ store: directoryBlobStore(dir), maxBlobBytes: 1000, origins: [UI] });
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
 });

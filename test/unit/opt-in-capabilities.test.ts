@@ -176,4 +176,19 @@ describe('explicit environments', () => {
       'pantheon_tasks.examples,pantheon_tasks.testkit',
     );
   });
+
+  test('an S3 blob store’s credentials reach Ray only when named by the project’s own variables', () => {
+    const s3 = {
+      PANTHEON_S3_ENDPOINT: 'http://127.0.0.1:9000',
+      PANTHEON_S3_ACCESS_KEY_ID: 'stack-key',
+      PANTHEON_S3_SECRET_ACCESS_KEY: 'stack-secret',
+    };
+    const env = rayProcessEnv(loadStackConfig({}), { ...launcher, ...s3 });
+    expect(env).toMatchObject({
+      AWS_ENDPOINT_URL_S3: 'http://127.0.0.1:9000',
+      AWS_ACCESS_KEY_ID: 'stack-key',
+      AWS_SECRET_ACCESS_KEY: 'stack-secret',
+    });
+    expect(env).not.toHaveProperty('PANTHEON_S3_SECRET_ACCESS_KEY');
+  });
 });

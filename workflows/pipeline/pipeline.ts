@@ -31,10 +31,9 @@ import {
   type ContinuationInput,
 } from '../../core/continuation';
 import {
-  blockedSteps,
   dependenciesOf,
+  FINISHED_BAD,
   parsePipelineSpec,
-  readySteps,
   resolveStepRefs,
   stepInputRefs,
 } from '../../core/dag';
@@ -159,6 +158,18 @@ class DagPipeline {
   private draining = false;
   /** When a continuation did not fit one payload: try again once this many steps have ended. */
   private nextContinueCheck = 0;
+  /**
+   * Each step's dependencies, worked out once per step spec (stepInputRefs walks its arguments):
+   * the scheduler asks for them on every wake-up, and a wide pipeline wakes once per step that ends.
+   */
+  private readonly dependencies = new WeakMap<StepSpec, readonly string[]>();
+  /**
+   * Every step before this index has left `pending`, and a step never returns to it: the search for
+   * ready steps starts here rather than at the first step.
+   */
+  private firstPending = 0;
+  /** What the last search for blocked steps saw: it is searched again only when one of them moved. */
+  private blockedSearch = { finishedBad: -1, steps: -1 };
 
   constructor(
     private readonly spec: PipelineSpec,
@@ -294,8 +305,14 @@ class DagPipeline {
     );
   }
 
-  private status(): Record<string, StepStatus> {
-    return nullPrototype(this.steps.map((s) => [s.id, this.run.records.statusOf(s.id) ?? 'pending']));
+  private dependenciesOf(step: StepSpec): readonly string[] {
+    let found = this.dependencies.get(step);
+    if (!found) this.dependencies.set(step, (found = dependenciesOf(step)));
+    return found;
+  }
+
+  private statusOf(stepId: string): StepStatus {
+    return this.run.records.statusOf(stepId) ?? 'pending';
   }
 
   /**
@@ -322,7 +339,7 @@ class DagPipeline {
 
   private async runStep(step: StepSpec): Promise<void> {
     try {
-      const available = this.outputs(dependenciesOf(step));
+      const available = this.outputs(this.dependenciesOf(step));
       const inputs: StepInputs = {
         args: resolveStepRefs(step.args, available) as unknown[],
         kwargs: resolveStepRefs(step.kwargs, available) as Record<string, unknown>,
@@ -336,32 +353,51 @@ class DagPipeline {
     }
   }
 
+  /**
+   * Skips what can no longer run, then starts ready steps in spec order while the window has room.
+   * Called on every wake-up, so it does no pass over all steps unless something asks for one: the
+   * same decisions as core/dag.ts's blockedSteps and readySteps over all of them (which the
+   * workflow made before; replays of its histories check they still agree), at a cost that does not
+   * grow with the steps already done.
+   */
   private schedule(): void {
     const { run, steps } = this;
-    const current = this.status();
-    if (
-      this.failurePolicy === 'failFast' &&
-      !this.stopScheduling &&
-      Object.values(current).includes('failed')
-    ) {
+    const records = run.records;
+    if (this.failurePolicy === 'failFast' && !this.stopScheduling && records.countOf('failed') > 0) {
       // failFast: the first failure stops everything still running; the rest is skipped.
       this.stopScheduling = true;
       run.stepsScope.cancel();
     }
-    for (const blocked of blockedSteps(steps, current)) run.records.setStatus(blocked.id, 'skipped');
+    // A pending step is blocked once a dependency failed, was skipped or cancelled: searched again only
+    // when such a step appeared (or a step was added) since the last search. Each search skips one
+    // level of dependants; the skips wake the loop for the next.
+    const finishedBad = records.countOf('failed') + records.countOf('skipped') + records.countOf('cancelled');
+    if (finishedBad !== this.blockedSearch.finishedBad || steps.length !== this.blockedSearch.steps) {
+      const blocked = steps.filter(
+        (s) =>
+          this.statusOf(s.id) === 'pending' &&
+          this.dependenciesOf(s).some((d) => FINISHED_BAD.has(this.statusOf(d))),
+      );
+      this.blockedSearch = { finishedBad, steps: steps.length };
+      for (const step of blocked) records.setStatus(step.id, 'skipped');
+    }
     if (this.stopScheduling) {
-      for (const step of steps)
-        if (run.records.statusOf(step.id) === 'pending') run.records.setStatus(step.id, 'skipped');
+      if (records.countOf('pending') > 0)
+        for (const step of steps)
+          if (this.statusOf(step.id) === 'pending') records.setStatus(step.id, 'skipped');
       return;
     }
     if (this.draining) return;
-    // `current` is still right for this: a step skipped just above was blocked, so it was never ready.
     // Beyond the window, ready steps stay pending, in spec order, until a running one ends.
-    for (const step of readySteps(steps, current)) {
-      if (this.running >= this.window) break;
+    while (this.firstPending < steps.length && this.statusOf(steps[this.firstPending]!.id) !== 'pending')
+      this.firstPending++;
+    for (let i = this.firstPending; i < steps.length && this.running < this.window; i++) {
+      const step = steps[i]!;
+      if (this.statusOf(step.id) !== 'pending') continue;
+      if (!this.dependenciesOf(step).every((d) => this.statusOf(d) === 'succeeded')) continue;
       this.running++;
       // Not pending any more from here on, so the next schedule() does not start it twice.
-      run.records.setStatus(step.id, 'queued');
+      records.setStatus(step.id, 'queued');
       void this.runStep(step);
     }
   }

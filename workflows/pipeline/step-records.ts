@@ -24,6 +24,11 @@ export class StepRecords {
   readonly stepOfActivity = new Map<string, string>();
   /** Step activities scheduled and not yet over: what a priority change re-prioritizes. */
   readonly inFlight = new Set<string>();
+  /**
+   * How many steps are in each status, kept as statuses change: what a scheduler of tens of
+   * thousands of steps asks on every wake-up (any failed? all final?) without a pass over them.
+   */
+  private readonly counts = new Map<StepStatus, number>();
 
   /** `changed` is told after every change (the run renders its details from it). */
   constructor(private readonly changed: () => void) {}
@@ -38,11 +43,24 @@ export class StepRecords {
     return this.results[stepId]?.status;
   }
 
+  /** How many steps are `status` now. */
+  countOf(status: StepStatus): number {
+    return this.counts.get(status) ?? 0;
+  }
+
+  /** Sets a step's status, keeping the counts. */
+  private move(result: StepResult, status: StepStatus): void {
+    this.counts.set(result.status, this.countOf(result.status) - 1);
+    result.status = status;
+    this.counts.set(status, this.countOf(status) + 1);
+  }
+
   /** Makes a step known (pending) so progress shows it before it runs. */
   declare(stepId: string, agent?: string): StepResult {
     let result = this.results[stepId];
     if (!result) {
       result = { status: 'pending', attempts: 0, ...(agent !== undefined && { agent }) };
+      this.counts.set('pending', this.countOf('pending') + 1);
       this.results[stepId] = result;
       this.order.push(stepId);
       this.touch();
@@ -52,24 +70,29 @@ export class StepRecords {
 
   /** A step a run before this one finished (a continued pipeline): its carried record, as it was. */
   restore(stepId: string, result: StepResult): void {
-    Object.assign(this.declare(stepId), result);
+    const record = this.declare(stepId);
+    const { status, ...rest } = result;
+    this.move(record, status);
+    Object.assign(record, rest);
     this.touch();
   }
 
   setStatus(stepId: string, status: StepStatus): void {
     const result = this.declare(stepId);
-    result.status = status;
+    this.move(result, status);
     if (FINAL_STEP_STATUSES.has(status)) result.finishedAtMs ??= Date.now();
     this.touch();
   }
 
   get allFinal(): boolean {
-    return this.order.every((id) => FINAL_STEP_STATUSES.has(this.results[id]!.status));
+    let final = 0;
+    for (const status of FINAL_STEP_STATUSES) final += this.countOf(status);
+    return final === this.order.length;
   }
 
   markQueued(stepId: string, activityId: string, allocation: Allocation, agent?: string): void {
     const result = this.declare(stepId);
-    result.status = 'queued';
+    this.move(result, 'queued');
     result.scheduledAtMs ??= Date.now();
     result.resources = allocation.resources;
     result.allocation = allocation.allocation;
@@ -93,7 +116,7 @@ export class StepRecords {
       result.scheduledAtMs = scheduledAtMs;
     result.startedAtMs = Math.min(result.startedAtMs ?? startedAtMs, startedAtMs);
     result.attempts = Math.max(result.attempts, attempt);
-    if (result.status === 'queued') result.status = 'running';
+    if (result.status === 'queued') this.move(result, 'running');
     this.touch();
   }
 
@@ -117,8 +140,8 @@ export class StepRecords {
     );
     const temporalQueueMs = Math.max(0, result.startedAtMs - (result.scheduledAtMs ?? result.startedAtMs));
     this.rayQueueMs[stepId] = rayQueueMs;
+    this.move(result, 'succeeded');
     Object.assign(result, reported, {
-      status: 'succeeded',
       output: out.output,
       attempts: Math.max(result.attempts, out.attempts),
       node: out.node,
@@ -136,7 +159,7 @@ export class StepRecords {
     this.inFlight.delete(activityId);
     const cancelled = isCancellation(err);
     const failure = failureOf(err);
-    result.status = cancelled ? 'cancelled' : 'failed';
+    this.move(result, cancelled ? 'cancelled' : 'failed');
     result.attempts = Math.max(result.attempts, failure.attempts);
     result.error = cancelled
       ? { type: 'Cancelled', message: result.error?.message ?? 'the step was cancelled' }
