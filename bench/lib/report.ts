@@ -119,7 +119,11 @@ export function renderMarkdown(r: BenchResult): string {
     extras.push(
       `| agent memory recall p50 / p99 (ms), ${String(am.points)} points | ${fmt(s.recallP50Ms as number, 2)} / ${fmt(s.recallP99Ms as number, 2)} |`,
       `| raw Qdrant recall p50 / p99 (ms) | ${fmt(am.rawRecallP50Ms as number, 2)} / ${fmt(am.rawRecallP99Ms as number, 2)} |`,
-      `| retain / raw upsert (points/s) | ${fmt(am.retainPerS as number, 0)} / ${fmt(am.rawUpsertPerS as number, 0)} |`,
+      `| retain / raw upsert (points/s) | ${fmt((am.retainPointsPerS ?? am.retainPerS) as number, 0)} / ${fmt(am.rawUpsertPerS as number, 0)} |`,
+      `| e5 query embedding p50 (ms) | ${fmt(s.embedP50Ms as number, 2)} |`,
+      `| recall@5 on the labelled set: e5 / hashing | ${fmt(s.recallAt5Semantic as number, 3)} / ${fmt(s.recallAt5Hashing as number, 3)} |`,
+      `| LightRAG graph context p50 (ms) | ${fmt(s.graphRecallP50Ms as number, 2)} |`,
+      `| memory server RSS (MB) | ${fmt(s.memoryServerRssMb as number, 0)} |`,
     );
   // Each ratio under the name of where it came from: the simulation always runs, the live case in a full run.
   const sim = r.autoscalerSim;
@@ -151,6 +155,8 @@ export function renderMarkdown(r: BenchResult): string {
     `| map items ≥ 0.8× raw Ray tasks (issue 13), ${String(r.mapItems?.items ?? '—')} items | ${fmt(s.mapItemsPerS as number)} vs ${fmt(s.rawRayItemsPerS as number)} items/s (${ratio(s.mapItemsPerS as number, s.rawRayItemsPerS as number)}) | ${met(s.goalMapItemsMet)} |`,
     `| a pipeline of ${String(r.bigPipeline?.steps ?? '—')} steps completes (issue 13; 20,000 in a full run) | ${r.bigPipeline ? `${fmt(r.bigPipeline.stepsPerS)} steps/s over ${r.bigPipeline.runs} runs` : '—'} | ${met(r.bigPipeline ? true : null)} |`,
     `| ${String(r.largeOutput?.mb ?? '—')} MB output handed to the next step in < 5 s (issue 13) | ${fmt(s.largeOutputHandOffS as number)} s (${fmt(s.largeOutputMbPerS as number)} MB/s) | ${met(s.goalLargeOutputMet)} |`,
+    `| recall p50 ≤ 10 ms and p99 ≤ 30 ms at 100,000 points (issue 15) | ${fmt(s.recallP50Ms as number, 2)} / ${fmt(s.recallP99Ms as number, 2)} ms at ${String(s.memoryPoints ?? '—')} points | ${met(s.goalRecallMet)} |`,
+    `| memory server under 500 MB RSS at 100,000 points (issue 15) | ${fmt(s.memoryServerRssMb as number, 0)} MB | ${met(s.goalMemoryRssMet)} |`,
     '',
     '## Notes',
     '',
