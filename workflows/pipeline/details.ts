@@ -7,19 +7,27 @@ import type { PipelineStatus, StepResult, StepStatus } from '../../core/schemas/
 /** Rows shown step by step; the rest is counted. */
 const MAX_DETAIL_ROWS = 25;
 
+/** The summary's order: what is done, what runs, what waits. */
+const SUMMARY_ORDER: readonly StepStatus[] = [
+  'succeeded',
+  'failed',
+  'cancelled',
+  'skipped',
+  'running',
+  'queued',
+  'pending',
+];
+
 /** Markdown for the Web UI's "current details": where the pipeline is, step by step. */
 export function pipelineDetails(
   pipeline: { name: string; project: string; priority: number; status: PipelineStatus },
   order: readonly string[],
   results: Readonly<Record<string, StepResult>>,
+  /** How many steps are in each status (kept by the step records: no pass over tens of thousands of steps). */
+  countOf: (status: StepStatus) => number,
 ): string {
-  const counts: Partial<Record<StepStatus, number>> = {};
-  for (const id of order) {
-    const s = results[id]!.status;
-    counts[s] = (counts[s] ?? 0) + 1;
-  }
-  const summary = Object.entries(counts)
-    .map(([status, n]) => `${n} ${status}`)
+  const summary = SUMMARY_ORDER.filter((status) => countOf(status) > 0)
+    .map((status) => `${countOf(status)} ${status}`)
     .join(', ');
   const lines = order.slice(0, MAX_DETAIL_ROWS).map((id) => {
     const r = results[id]!;

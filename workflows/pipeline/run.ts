@@ -581,6 +581,7 @@ export class PipelineRun {
       { ...this.identity, priority: this.priorityKey, status: this.status },
       this.records.order,
       this.records.results,
+      (status) => this.records.countOf(status),
     );
   }
 }
