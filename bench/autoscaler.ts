@@ -227,6 +227,9 @@ export async function runAutoscalerBench(
      * node's `ray start` was spawned (the provider's record), when Ray listed the
      * node, and when the worker's capacity slots admitted a step of the group.
      */
+    // What the dispatcher's admission ledger counts of the group's nodes (a node is admitted onto once it does).
+    const admissionCpus = async () =>
+      (await worker.dispatcher.admissionState()).groups[group.name]?.total['CPU'] ?? 0;
     const watchReactionPhases = (t0: number) => {
       const seen: Record<string, number> = {};
       let watching = true;
@@ -236,8 +239,7 @@ export async function runAutoscalerBench(
           if (spawned && seen.nodeSpawnedMs === undefined) seen.nodeSpawnedMs = spawned.startedAt - t0;
           if (spawned && seen.rayListedMs === undefined && (await groupNodes()).length > 0)
             seen.rayListedMs = Date.now() - t0;
-          if (seen.admittedMs === undefined && (worker.capacity.get(group.name)?.slotCapacity ?? 0) > 0)
-            seen.admittedMs = Date.now() - t0;
+          if (seen.admittedMs === undefined && (await admissionCpus()) > 0) seen.admittedMs = Date.now() - t0;
           await new Promise((resolve) => setTimeout(resolve, 100));
         }
       })();
@@ -316,10 +318,7 @@ export async function runAutoscalerBench(
     }
     await waitFor(
       `${group.maxNodes} static nodes to be admitted`,
-      () =>
-        (worker.capacity.get(group.name)?.slotCapacity ?? 0) >= group.maxNodes * group.node.cpus
-          ? true
-          : undefined,
+      async () => ((await admissionCpus()) >= group.maxNodes * group.node.cpus ? true : undefined),
       30_000,
     );
     const oneBurst = await runLoad(bursts([0]), false);

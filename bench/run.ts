@@ -22,6 +22,8 @@ import { waitFor } from '../stack/processes';
 import { loadStackConfig, localRayClientEnv, REPO_ROOT, type StackConfig } from '../stack/config';
 import { stackDown, stackIsUp, stackUp, startDispatcherHost } from '../stack/local-stack';
 import { listLocalNodes } from '../stack/ray-nodes';
+import { listRayTasksNamed, type RayTaskRecord } from '../stack/ray-cluster-state';
+import { roundTripSegments, SEGMENTS, type Segment } from '../core/round-trip-profile';
 import type { PipelineResult, PipelineSpecInput } from '../core/schemas/pipeline-spec';
 import { PIPELINE_TASK_QUEUE } from '../core/task-queues';
 import { BARE_WORKFLOW_QUEUE } from './bare/workflows';
@@ -59,6 +61,8 @@ const CASES = [
   'map',
   'big-pipeline',
   'large-output',
+  'multi-worker',
+  'round-trip',
   'memory',
   'autoscaler-sim',
   'autoscaler',
@@ -141,6 +145,7 @@ class Bench {
   private pantheonWorker?: BenchChild;
   private bareWorker?: BenchChild;
   private memoryTargets: MemoryTarget[] = [];
+  private pantheonBundle?: string;
 
   constructor(
     private readonly config: StackConfig,
@@ -148,16 +153,23 @@ class Bench {
     private readonly result: BenchResult,
   ) {}
 
-  async startWorkers(pantheonBundle: string, bareBundle: string): Promise<void> {
+  private workerEnv(): NodeJS.ProcessEnv {
     const { config } = this;
-    const env = {
+    return {
       ...process.env,
       TEMPORAL_ADDRESS: config.temporal.address,
       RAY_ADDRESS: config.ray.address,
       RAY_DASHBOARD_URL: config.ray.dashboardUrl,
       ...localRayClientEnv(config),
       QDRANT_URL: config.qdrant.url,
+      ...(this.pantheonBundle && { PANTHEON_WORKFLOW_BUNDLE: this.pantheonBundle }),
     };
+  }
+
+  async startWorkers(pantheonBundle: string, bareBundle: string): Promise<void> {
+    const { config } = this;
+    this.pantheonBundle = pantheonBundle;
+    const env = this.workerEnv();
     const worker = pantheonWorkerCommand();
     this.result.worker.launch = worker.launch;
     const started = performance.now();
@@ -227,8 +239,11 @@ class Bench {
     return Promise.race([work, died]);
   }
 
-  private async runPipeline(spec: PipelineSpecInput, timeout: Duration): Promise<PipelineResult> {
-    const workflowId = uniqueId(`bench-${spec.name}`);
+  private async runPipeline(
+    spec: PipelineSpecInput,
+    timeout: Duration,
+    workflowId = uniqueId(`bench-${spec.name}`),
+  ): Promise<PipelineResult> {
     const execution = this.client.workflow.execute('pipeline', {
       taskQueue: PIPELINE_TASK_QUEUE,
       workflowId,
@@ -266,7 +281,7 @@ class Bench {
     );
   }
 
-  private pipelineFanout(steps: number, sleepSeconds = 0): Promise<PipelineResult> {
+  private pipelineFanout(steps: number, sleepSeconds = 0, workflowId?: string): Promise<PipelineResult> {
     return this.runPipeline(
       {
         name: sleepSeconds > 0 ? 'bench-sleep-fanout' : 'bench-fanout',
@@ -279,7 +294,113 @@ class Bench {
         ),
       },
       '15 minutes',
+      workflowId,
     );
+  }
+
+  /**
+   * Issue #14's multi-worker case: the sleep fan-out with this worker alone, then with two more
+   * worker processes beside it. From Ray's own task records, the longest any step's task waited in
+   * Ray between its submission and its start (which includes starting a Ray worker process when
+   * none is idle: an upper bound on the wait for resources).
+   */
+  async multiWorker(
+    steps: number,
+    sleepSeconds: number,
+  ): Promise<{
+    workers: number;
+    steps: number;
+    oneWorkerStepsPerS: number;
+    stepsPerS: number;
+    rayQueueMaxMs: number;
+  }> {
+    const oneWorkerMs = await elapsed(() => this.pipelineFanout(steps, sleepSeconds));
+    const worker = pantheonWorkerCommand();
+    const extra = await Promise.all(
+      [1, 2].map((n) =>
+        startChild(worker.command, worker.args, {
+          cwd: REPO_ROOT,
+          env: { ...this.workerEnv(), LOG_LEVEL: process.env.LOG_LEVEL ?? 'info' },
+          logFile: path.join(this.config.logDir, `bench-extra-worker-${n}.log`),
+          readyLine: '"msg":"worker running"',
+          timeoutMs: 180_000,
+        }),
+      ),
+    );
+    try {
+      const workflowId = uniqueId('bench-multi-worker');
+      const threeWorkersMs = await elapsed(() => this.pipelineFanout(steps, sleepSeconds, workflowId));
+      // Ray reports task events about once a second: wait until every step's start is in.
+      const tasks = await waitFor(
+        'Ray to record the start of every step',
+        async (): Promise<RayTaskRecord[] | undefined> => {
+          const found = (
+            await Promise.all(
+              Array.from({ length: steps }, (_, i) =>
+                listRayTasksNamed(this.config.ray.dashboardUrl, `${workflowId}/s${i}`),
+              ),
+            )
+          ).flat();
+          return found.length >= steps && found.every((t) => t.startedAtMs !== null) ? found : undefined;
+        },
+        60_000,
+        1_000,
+      );
+      const waits = tasks
+        .filter((t) => t.createdAtMs !== null && t.startedAtMs !== null)
+        .map((t) => t.startedAtMs! - t.createdAtMs!);
+      return {
+        workers: 3,
+        steps,
+        oneWorkerStepsPerS: round(steps / (oneWorkerMs / 1000), 2),
+        stepsPerS: round(steps / (threeWorkersMs / 1000), 2),
+        rayQueueMaxMs: waits.length > 0 ? Math.max(...waits) : Number.NaN,
+      };
+    } finally {
+      await Promise.all(extra.map((child) => child.stop()));
+    }
+  }
+
+  /**
+   * Issue #14's round-trip profile: one-step pipelines one after another, each cut into segments
+   * from its history, Ray's record of its task and the client's clock (bench/lib/round-trip.ts).
+   */
+  async roundTrip(samples: number): Promise<Record<Segment, LatencySummary>> {
+    const runs: Record<Segment, number>[] = [];
+    for (let i = 0; i < samples + 3; i++) {
+      const workflowId = uniqueId('bench-round-trip');
+      const clientStartMs = Date.now();
+      await this.runPipeline(
+        { name: 'bench-step', project: 'bench', steps: [{ id: 'echo', task: ECHO_TASK, args: ['x'] }] },
+        '2 minutes',
+        workflowId,
+      );
+      const clientEndMs = Date.now();
+      if (i < 3) continue; // warm-up
+      const { events } = await this.client.workflow.getHandle(workflowId).fetchHistory();
+      const task = await waitFor(
+        'Ray to record the step’s task',
+        async () =>
+          (await listRayTasksNamed(this.config.ray.dashboardUrl, `${workflowId}/echo`)).find(
+            (t) => t.createdAtMs !== null && t.startedAtMs !== null && t.endedAtMs !== null,
+          ),
+        30_000,
+        500,
+      );
+      const segments = roundTripSegments({
+        clientStartMs,
+        clientEndMs,
+        events: events ?? [],
+        activityId: 'step:echo',
+        ray: { createdAtMs: task.createdAtMs!, startedAtMs: task.startedAtMs!, endedAtMs: task.endedAtMs! },
+      });
+      if (segments) runs.push(segments);
+    }
+    if (runs.length === 0) throw new Error('no run could be cut into segments');
+    return Object.fromEntries(SEGMENTS.map((name) => [name, summarize(runs.map((r) => r[name]))])) as Record<
+      Segment,
+      LatencySummary
+    >;
   }
 
   private async bareFanout(steps: number, sleepSeconds = 0): Promise<void> {
@@ -739,6 +860,14 @@ async function main(): Promise<void> {
       bench.mapStep(profile.mapItems),
     );
     if (map && raw) result.mapItems = { items: profile.mapItems, ...map, rawRay: raw.items };
+    result.roundTrip = await only('round-trip', 'round-trip profile of a one-step pipeline', () =>
+      bench.roundTrip(Math.min(profile.overheadSamples, 30)),
+    );
+    result.multiWorker = await only(
+      'multi-worker',
+      `fan-out of ${profile.sleepFanoutSteps} sleep(${profile.sleepSeconds}) steps with one worker, then three`,
+      () => bench.multiWorker(profile.sleepFanoutSteps, profile.sleepSeconds),
+    );
     result.bigPipeline = await only(
       'big-pipeline',
       `a pipeline of ${profile.bigPipelineSteps} steps (continuing as new every ${profile.bigPipelineStepsPerRun})`,

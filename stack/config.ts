@@ -157,6 +157,8 @@ export function rayProcessEnv(config: StackConfig, from: NodeJS.ProcessEnv = pro
       // The dispatcher's output budget and where it spills beyond it (ray-tasks/pantheon_runtime/step_store.py).
       PANTHEON_DISPATCHER_OUTPUT_BUDGET_MB: from.PANTHEON_DISPATCHER_OUTPUT_BUDGET_MB,
       PANTHEON_DISPATCHER_SPILL_DIR: path.join(config.ray.tempDir, 'dispatcher-spill'),
+      // How long a worker's admission lease outlives its last renewal (ray-tasks/pantheon_runtime/admission.py).
+      PANTHEON_ADMISSION_LEASE_S: from.PANTHEON_ADMISSION_LEASE_S,
       // Agent tasks embed and read memory (ray-tasks/pantheon_runtime/memory.py) through the memory
       // server, only with the grants their steps carry: never the Qdrant URL or API key (docs/memory.md).
       PANTHEON_MEMORY_URL: memoryServerUrl(config),

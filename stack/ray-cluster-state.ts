@@ -1,10 +1,11 @@
 /**
  * Ray's own view of its nodes, read from the dashboard's state API
- * (`GET /api/v0/nodes`). Used by the local stack, the capacity gate and the
+ * (`GET /api/v0/nodes`). Used by the local stack and the
  * tests that must assert on what Ray sees rather than on our bookkeeping.
  */
 import { rayAuthHeaders } from './ray-auth';
 import { z } from 'zod';
+import { NODE_GROUP_LABEL } from '../core/schemas/node-groups';
 
 const nodeSchema = z.object({
   node_id: z.string(),
@@ -50,6 +51,13 @@ export async function listRayNodes(
   }));
 }
 
+/** The CPUs of a node group's alive Ray nodes (whole CPUs per node). */
+export function groupCpuCapacity(nodes: readonly RayNode[], group: string): number {
+  return nodes
+    .filter((n) => n.alive && n.labels[NODE_GROUP_LABEL] === group)
+    .reduce((sum, n) => sum + Math.floor(n.resourcesTotal['CPU'] ?? 0), 0);
+}
+
 const taskSchema = z.object({
   task_id: z.string(),
   name: z.string(),
@@ -58,6 +66,10 @@ const taskSchema = z.object({
   node_id: z.string().nullable().optional(),
   worker_pid: z.number().nullable().optional(),
   error_type: z.string().nullable().optional(),
+  creation_time_ms: z.number().nullable().optional(),
+  start_time_ms: z.number().nullable().optional(),
+  end_time_ms: z.number().nullable().optional(),
+  required_resources: z.record(z.string(), z.number()).nullable().optional(),
 });
 
 const tasksResponseSchema = z.object({
@@ -75,6 +87,12 @@ export interface RayTaskRecord {
   nodeId: string | null;
   workerPid: number | null;
   errorType: string | null;
+  /** When the task was submitted to Ray, started running and ended (epoch ms; null: not yet). */
+  createdAtMs: number | null;
+  startedAtMs: number | null;
+  endedAtMs: number | null;
+  /** What the task asked Ray for ({CPU: 1, …}). */
+  resources: Record<string, number>;
 }
 
 /** States in which a Ray task is over: it holds no worker and waits for none. */
@@ -108,5 +126,9 @@ export async function listRayTasksNamed(dashboardUrl: string, name: string): Pro
     nodeId: t.node_id ?? null,
     workerPid: t.worker_pid ?? null,
     errorType: t.error_type ?? null,
+    createdAtMs: t.creation_time_ms ?? null,
+    startedAtMs: t.start_time_ms ?? null,
+    endedAtMs: t.end_time_ms ?? null,
+    resources: t.required_resources ?? {},
   }));
 }

@@ -137,11 +137,6 @@ const workerEnvSchema = z.object({
     .min(256)
     .max(HISTORY_LIMITS.maxJobLogTailBytes)
     .default(4_096),
-  /**
-   * How often the worker reads Ray's node list to size its admission gate. Often: a node that joins
-   * takes no step until this read sees it, so it adds to the autoscaler's reaction (one read is ~10 ms).
-   */
-  PANTHEON_CAPACITY_REFRESH_MS: z.coerce.number().int().min(100).default(250),
   /** Serve Prometheus metrics at GET /metrics on this port (9464 is the convention); unset: off. */
   PANTHEON_METRICS_PORT: z.coerce.number().int().min(1).max(65535).optional(),
   PANTHEON_METRICS_HOST: z.string().min(1).default('127.0.0.1'),
@@ -244,7 +239,6 @@ export function loadWorkerConfig(env: NodeJS.ProcessEnv = process.env) {
     maxStepMemoryMb: e.PANTHEON_MAX_STEP_MEMORY_MB,
     firstOomMemoryMb: e.PANTHEON_FIRST_OOM_MEMORY_MB,
     jobLogTailBytes: e.PANTHEON_JOB_LOG_TAIL_BYTES,
-    capacityRefreshMs: e.PANTHEON_CAPACITY_REFRESH_MS,
     metrics:
       e.PANTHEON_METRICS_PORT === undefined
         ? null

@@ -1,7 +1,8 @@
 /**
  * One Pantheon worker process: a Ray bridge, the pipeline worker on the
  * `pantheon` queue (workflows + control activities), and one worker per node
- * group on that group's queue (Ray step activities), admitted by Ray capacity.
+ * group on that group's queue (Ray step activities), admitted cluster-wide by
+ * the dispatcher's ledger (cluster-admission.ts).
  */
 import { Client, Connection } from '@temporalio/client';
 import { NativeConnection, Worker, type WorkerOptions } from '@temporalio/worker';
@@ -19,7 +20,6 @@ import { startBlobRetention } from '../activities/ray/blob-retention';
 import { temporalWorkflowStates } from '../stack/blob-store';
 import { createRayJobActivities } from '../activities/ray/job-step';
 import { workflowClosedCheck } from '../activities/ray/workflow-liveness';
-import { listRayNodes } from '../stack/ray-cluster-state';
 import { memoryConfigFromEnv } from '../activities/memory/config';
 import { createMemoryActivities, lazyMemoryStore } from '../activities/memory/memory-activities';
 import { createAutoscalerActivities } from '../activities/scaling/activities';
@@ -30,14 +30,15 @@ import { PIPELINE_TASK_QUEUE, nodeGroupTaskQueue } from '../core/task-queues';
 import type { WorkerConfig } from './config';
 import { installSdkLogging } from './logger';
 import { startMetricsServer, type MetricsServer } from './metrics-server';
-import { groupCpuCapacity, RayCapacitySlotSupplier } from './ray-capacity-slots';
+import { ClusterAdmission } from './cluster-admission';
 import { stepStartNotifier } from './step-start-notifier';
 
 export interface PantheonWorker {
   bridge: PythonHelper;
   /** The dispatcher, through the bridge. */
   dispatcher: DispatcherClient;
-  capacity: Map<string, RayCapacitySlotSupplier>;
+  /** This worker's lease in the cluster-wide admission ledger. */
+  admission: ClusterAdmission;
   /** The node providers the autoscaler's activities use. */
   nodeProviders: NodeProviders;
   /** Runs until shutdown() or a shutdown signal, then closes what it opened. */
@@ -130,6 +131,7 @@ export async function createPantheonWorker(
   });
 
   const dispatcher = new DispatcherClient(bridge);
+  const admission = new ClusterAdmission(dispatcher, logger.child({ component: 'admission' }));
   const rayActivities = createRayTaskActivities(
     dispatcher,
     {
@@ -144,6 +146,7 @@ export async function createPantheonWorker(
       firstOomMemoryMb: config.firstOomMemoryMb,
       nodeGroups: groups,
       workflowClosed: workflowClosedCheck(client),
+      admission,
     },
     logger.child({ component: 'ray-step' }),
   );
@@ -158,11 +161,8 @@ export async function createPantheonWorker(
     },
     logger.child({ component: 'ray-job' }),
   );
-  const capacity = new Map<string, RayCapacitySlotSupplier>();
   const groupWorkers: Worker[] = [];
   for (const group of groups) {
-    const slots = new RayCapacitySlotSupplier(group.name, logger);
-    capacity.set(group.name, slots);
     groupWorkers.push(
       await Worker.create({
         connection,
@@ -171,13 +171,14 @@ export async function createPantheonWorker(
         activities: { ...rayActivities, ...rayJobActivities },
         interceptors: {
           activity: [
+            admission.interceptor(group.name),
             stepStartNotifier(client, logger.child({ component: 'step-start' }), config.startSignalDelayMs),
           ],
         },
         // Cancellation reaches a step through its heartbeat: flush them often.
         maxHeartbeatThrottleInterval: '1s',
         tuner: {
-          activityTaskSlotSupplier: slots,
+          activityTaskSlotSupplier: admission.slotSupplier(group.name),
           workflowTaskSlotSupplier: { type: 'fixed-size', numSlots: 1 },
           localActivityTaskSlotSupplier: { type: 'fixed-size', numSlots: 1 },
           nexusTaskSlotSupplier: { type: 'fixed-size', numSlots: 1 },
@@ -186,22 +187,13 @@ export async function createPantheonWorker(
     );
   }
 
-  const refreshCapacity = async () => {
-    try {
-      const nodes = await listRayNodes(config.ray.dashboardUrl);
-      for (const [group, slots] of capacity) slots.setCapacity(groupCpuCapacity(nodes, group));
-    } catch (err) {
-      logger.warn({ err }, 'could not read Ray nodes; admission unchanged');
-    }
-  };
-  await refreshCapacity();
-  const capacityTimer = setInterval(() => void refreshCapacity(), config.capacityRefreshMs);
+  await admission.start();
 
   const workers = [pipelineWorker, ...groupWorkers];
   return {
     bridge,
     dispatcher,
-    capacity,
+    admission,
     nodeProviders,
     async run() {
       let metricsServer: MetricsServer | null = null;
@@ -225,7 +217,7 @@ export async function createPantheonWorker(
       } finally {
         stopRetention?.();
         stopBlobRetention?.();
-        clearInterval(capacityTimer);
+        await admission.close();
         await metricsServer?.close();
         await nodeProviders.close();
         await bridge.close();

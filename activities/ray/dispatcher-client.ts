@@ -12,6 +12,8 @@
  *   finishedRuns   the workflow runs the dispatcher keeps finished entries of
  *   release        forget a closed run's finished entries (dispatcher-retention.ts)
  *   ping           the dispatcher's allowlist and memory use
+ *   reserve, giveBack, renew, releaseHolder, admissionState
+ *                  cluster-wide admission (ray-tasks/pantheon_runtime/admission.py)
  */
 import { z } from 'zod';
 import { describeZodError } from '../../core/issues';
@@ -154,7 +156,45 @@ export interface SubmitRequest {
   plan: { basedOn: number | null };
   /** A map step: the task runs once per item of `map.over`. */
   map?: MapCall;
+  /** The worker's lease whose unit of `group` this step takes in exchange for its exact request. */
+  admission?: { holder: string; group: string; priority: number };
 }
+
+const reserveAnswerSchema = z.object({
+  granted: z.boolean(),
+  node: z.string().optional(),
+  leaseS: z.number().positive(),
+});
+const renewAnswerSchema = z.object({
+  leaseS: z.number().positive(),
+  corrected: z.record(z.string(), z.number().int()),
+});
+const admissionStateSchema = z
+  .object({
+    groups: z.record(
+      z.string(),
+      z
+        .object({
+          nodes: z.number().int(),
+          total: z.record(z.string(), z.number()),
+          allocated: z.record(z.string(), z.number()),
+          units: z.number().int(),
+          steps: z.number().int(),
+          waiting: z.number().int(),
+        })
+        .passthrough(),
+    ),
+    holders: z.record(z.string(), z.record(z.string(), z.number().int())),
+    waiting: z.array(
+      z
+        .object({ key: z.string(), group: z.string(), priority: z.number(), count: z.number().int() })
+        .passthrough(),
+    ),
+    leaseS: z.number().positive(),
+  })
+  .passthrough();
+export type ReserveAnswer = z.infer<typeof reserveAnswerSchema>;
+export type AdmissionState = z.infer<typeof admissionStateSchema>;
 
 export interface CancelRequest {
   key: string;
@@ -248,6 +288,43 @@ export class DispatcherClient {
       'release',
     );
     return answer.released;
+  }
+
+  /** A unit of `group` for one poll by `holder`, waited for at most `timeoutS` seconds. */
+  async reserve(group: string, holder: string, timeoutS: number): Promise<ReserveAnswer> {
+    return parseAnswer(
+      reserveAnswerSchema,
+      await this.bridge.call<unknown>('admission_reserve', { group, holder, timeoutS }),
+      'admission_reserve',
+    );
+  }
+
+  /** One of the holder's units of `group` back (its poll found nothing, or its activity submitted no step). */
+  async giveBack(group: string, holder: string): Promise<void> {
+    await this.bridge.call('admission_give_back', { group, holder });
+  }
+
+  /** Keeps the holder's lease; `units` is the worker's own count per group, which the dispatcher adopts. */
+  async renew(holder: string, units: Record<string, number>): Promise<z.infer<typeof renewAnswerSchema>> {
+    return parseAnswer(
+      renewAnswerSchema,
+      await this.bridge.call<unknown>('admission_renew', { holder, units }),
+      'admission_renew',
+    );
+  }
+
+  /** Frees the holder's units at once (a worker shutting down). */
+  async releaseHolder(holder: string): Promise<void> {
+    await this.bridge.call('admission_release_holder', { holder });
+  }
+
+  /** The admission ledger: per group, nodes, totals, allocations, units and waiting steps. */
+  async admissionState(): Promise<AdmissionState> {
+    return parseAnswer(
+      admissionStateSchema,
+      await this.bridge.call<unknown>('admission_state'),
+      'admission_state',
+    );
   }
 
   /** The dispatcher's own configuration (its allowlist) and memory use. */

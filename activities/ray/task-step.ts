@@ -103,6 +103,20 @@ const RAY_FAILURE_TYPES: Record<string, string> = {
 
 export type MemoryGuardMode = 'auto' | 'cgroup' | 'rlimit' | 'off';
 
+/**
+ * The worker's side of cluster-wide admission (workers/cluster-admission.ts): an activity polled
+ * under a unit of its group exchanges it, when it submits, for the step's exact request.
+ */
+export interface StepAdmission {
+  /** The lease and group of the unit this activity holds and has not exchanged yet. */
+  unitOf(ctx: Context): { holder: string; group: string } | undefined;
+  /** The dispatcher took the unit (it submitted the step, or attached to its running task). */
+  exchanged(ctx: Context): void;
+}
+
+/** Temporal's default priority key (the middle of 1–5): what a step that names none runs at. */
+const DEFAULT_PRIORITY_KEY = 3;
+
 export interface RayTaskStepConfig {
   allowedTaskPackages: string[];
   maxResultBytes: number;
@@ -124,6 +138,8 @@ export interface RayTaskStepConfig {
   nodeGroups: readonly NodeGroup[];
   /** Asked when a heartbeat comes back "not found": only a closed workflow's step stops its Ray task. */
   workflowClosed?: WorkflowClosedCheck;
+  /** Cluster-wide admission; without it, steps are submitted unbound (Ray alone places them). */
+  admission?: StepAdmission;
 }
 
 /** Bridge errors meaning the answer itself could not travel as JSON: a retry would get the same answer. */
@@ -198,6 +214,12 @@ export function createRayTaskActivities(
     // history, and reads the key only if the dispatcher answers that the key has moved on (one bridge round
     // trip less per step). Running or pending work is attached to by the submit itself either way.
     let optimistic = attempt === 1 && planAttempt(input.stepId, input.resources ?? {}, [], policy).ok;
+    const ctx = Context.current();
+    const unit = config.admission?.unitOf(ctx);
+    const admission = unit && {
+      ...unit,
+      priority: ctx.info.priority?.priorityKey ?? DEFAULT_PRIORITY_KEY,
+    };
     for (let conflicts = 0; ; conflicts++) {
       const prior = optimistic ? null : await readState(key);
       const tries = toTries(prior?.history ?? []);
@@ -226,6 +248,7 @@ export function createRayTaskActivities(
         limits,
         plan: { basedOn: prior?.generation ?? null },
         ...(input.map !== undefined && { map: input.map }),
+        ...(admission && { admission }),
       });
       if ('refused' in answer) {
         const refusal = refusalOf(answer);
@@ -250,6 +273,8 @@ export function createRayTaskActivities(
           );
         continue;
       }
+      // Submitted or attached: the dispatcher took this activity's unit.
+      config.admission?.exchanged(ctx);
       if (!answer.attached)
         log.info(
           { generation: answer.generation, memoryMb: resources.memoryMb, avoidNodes, tries: tries.length },

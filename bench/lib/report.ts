@@ -143,6 +143,15 @@ export function renderMarkdown(r: BenchResult): string {
   if (extras.length > 0)
     lines.push('## Memory and autoscaling', '', '| figure | value |', '|---|---:|', ...extras, '');
 
+  if (r.roundTrip)
+    lines.push(
+      '## Round trip of a one-step pipeline (issue 14)',
+      '',
+      '| segment | p50 ms | p95 ms |',
+      '|---|---:|---:|',
+      ...Object.entries(r.roundTrip).map(([name, v]) => `| ${name} | ${fmt(v.p50)} | ${fmt(v.p95)} |`),
+      '',
+    );
   lines.push(
     '## Goals (issue 7)',
     '',
@@ -154,6 +163,7 @@ export function renderMarkdown(r: BenchResult): string {
     `| worker RSS ≤ 200 MB (peak under the fan-out) | ${fmt(s.workerRssMb as number, 0)} MB (idle ${fmt(s.workerIdleRssMb as number, 0)} MB) | ${met(s.goalWorkerRssMet)} |`,
     `| map items ≥ 0.8× raw Ray tasks (issue 13), ${String(r.mapItems?.items ?? '—')} items | ${fmt(s.mapItemsPerS as number)} vs ${fmt(s.rawRayItemsPerS as number)} items/s (${ratio(s.mapItemsPerS as number, s.rawRayItemsPerS as number)}) | ${met(s.goalMapItemsMet)} |`,
     `| a pipeline of ${String(r.bigPipeline?.steps ?? '—')} steps completes (issue 13; 20,000 in a full run) | ${r.bigPipeline ? `${fmt(r.bigPipeline.stepsPerS)} steps/s over ${r.bigPipeline.runs} runs` : '—'} | ${met(r.bigPipeline ? true : null)} |`,
+    `| with 3 workers: no step waits in Ray > 100 ms, fan-out ≥ one worker's (issue 14) | ${r.multiWorker ? `${fmt(r.multiWorker.rayQueueMaxMs, 0)} ms longest wait in Ray; ${fmt(r.multiWorker.stepsPerS)} vs ${fmt(r.multiWorker.oneWorkerStepsPerS)} steps/s` : '—'} | ${met(s.goalMultiWorkerMet)} |`,
     `| ${String(r.largeOutput?.mb ?? '—')} MB output handed to the next step in < 5 s (issue 13) | ${fmt(s.largeOutputHandOffS as number)} s (${fmt(s.largeOutputMbPerS as number)} MB/s) | ${met(s.goalLargeOutputMet)} |`,
     `| recall p50 ≤ 10 ms and p99 ≤ 30 ms at 100,000 points (issue 15) | ${fmt(s.recallP50Ms as number, 2)} / ${fmt(s.recallP99Ms as number, 2)} ms at ${String(s.memoryPoints ?? '—')} points | ${met(s.goalRecallMet)} |`,
     `| memory server under 500 MB RSS at 100,000 points (issue 15) | ${fmt(s.memoryServerRssMb as number, 0)} MB | ${met(s.goalMemoryRssMet)} |`,

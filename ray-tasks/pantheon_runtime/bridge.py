@@ -62,9 +62,38 @@ class Bridge:
             "resources": p.get("resources"),
             "workflow": p.get("workflowId"),
         }
+        if p.get("admission") is not None:
+            call["admission"] = p["admission"]  # the worker's lease whose unit this step takes (admission.py)
         if p.get("map") is not None:
             call["map"] = p["map"]  # a map step: its list (or a reference to it) and how to run the items
         return await self.call_dispatcher("submit", p["key"], p["run"], p["attempt"], call, p.get("plan"))
+
+    async def admission_reserve(self, p: dict) -> dict:
+        return await self.call_dispatcher(
+            "admission_reserve", p["group"], p["holder"], float(p.get("timeoutS", 10))
+        )
+
+    async def admission_give_back(self, p: dict) -> dict:
+        return await self.call_dispatcher("admission_give_back", p["group"], p["holder"])
+
+    async def admission_renew(self, p: dict) -> dict:
+        return await self.call_dispatcher("admission_renew", p["holder"], p.get("units") or {})
+
+    async def admission_release_holder(self, p: dict) -> dict:
+        return await self.call_dispatcher("admission_release_holder", p["holder"])
+
+    async def admission_state(self, _p: dict) -> dict:
+        return await self.call_dispatcher("admission_state")
+
+    async def node_states(self, p: dict) -> dict:
+        """Ray's view of the nodes and its pending demand, plus the steps admission holds back.
+
+        Steps that were polled but wait in the dispatcher for room are demand the autoscaler must see,
+        exactly as if they waited inside Ray (they left Temporal's backlog when they were polled).
+        """
+        states = await cluster_ops.node_states(p)
+        waiting = (await self.call_dispatcher("admission_state"))["demand"]
+        return {**states, "pending": states["pending"] + waiting}
 
     async def finished_runs(self, p: dict) -> list:
         return await self.call_dispatcher("finished_runs", float(p.get("minAgeS", 60)))
@@ -129,7 +158,21 @@ def _refuse_constant(name: str):
     raise ValueError(f"{name} is not JSON")
 
 
-DISPATCHER_METHODS = {"ping", "submit", "wait", "status", "cancel", "finished_runs", "release"}
+DISPATCHER_METHODS = {
+    "ping",
+    "submit",
+    "wait",
+    "status",
+    "cancel",
+    "finished_runs",
+    "release",
+    "admission_reserve",
+    "admission_give_back",
+    "admission_renew",
+    "admission_release_holder",
+    "admission_state",
+    "node_states",
+}
 
 
 async def serve() -> None:

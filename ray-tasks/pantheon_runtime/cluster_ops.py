@@ -83,6 +83,15 @@ def _read_node_states() -> dict:
     return {"readAtMs": int(time.time() * 1000), "nodes": nodes, "pending": pending}
 
 
+# Nodes that take new work: Ray's autoscaler v2 statuses other than DRAINING and DEAD.
+_SCHEDULABLE = ("RUNNING", "IDLE")
+
+
+def schedulable_nodes() -> list:
+    """The live nodes that take new work, with their total resources and labels (for admission.py)."""
+    return [n for n in _read_node_states()["nodes"] if n["status"] in _SCHEDULABLE]
+
+
 async def node_states(_params: dict) -> dict:
     """What the GCS knows of every live node (status, idle time, total and available
     resources, labels) and of the resource requests no node has taken yet: the

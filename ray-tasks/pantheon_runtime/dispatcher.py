@@ -34,11 +34,18 @@ planned and recorded.
 
 If the dispatcher itself dies, the tasks it owns die with it, and the next
 attempt resubmits: that edge is at-least-once.
+
+Admission is the dispatcher's too (admission.py): every worker reserves a
+unit of its group before it polls Temporal, and a step submitted with the
+reservation is placed on a node by its exact request and pinned there, or
+waits here, by priority, until it fits; its allocation is freed when its task
+ends.
 """
 
 from __future__ import annotations
 
 import asyncio
+import collections
 import json
 import os
 import tempfile
@@ -51,7 +58,7 @@ from ray import exceptions as rex
 
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
-from . import blob_store
+from . import admission, blob_store, cluster_ops
 from .blob_store import BlobNotFound
 from .map_runner import (
     DEFAULT_MAX_FAILED_ITEMS,
@@ -73,7 +80,11 @@ ALLOWED_OPTION_KEYS = {"num_cpus", "num_gpus", "memory", "resources", "label_sel
 # after the task finished means the node holding the result is gone too.
 NODE_LOST_ERRORS = tuple(
     e
-    for e in (getattr(rex, name, None) for name in ("NodeDiedError", "LocalRayletDiedError", "ObjectLostError"))
+    for e in (
+        getattr(rex, name, None)
+        # A task pinned to a node that died before it started is unschedulable.
+        for name in ("NodeDiedError", "LocalRayletDiedError", "ObjectLostError", "TaskUnschedulableError")
+    )
     if e is not None
 )
 # A cancel that names no grace (an old caller) gets this long before a later attempt forces it.
@@ -86,6 +97,12 @@ DEFAULT_OUTPUT_BUDGET_MB = 256
 SPILL_DIR_ENV = "PANTHEON_DISPATCHER_SPILL_DIR"
 # Items of a zero-CPU map in flight at once when it names no concurrency.
 MAX_DEFAULT_MAP_CONCURRENCY = 64
+# How long a worker's admission lease lasts without a renewal (admission.py).
+ADMISSION_LEASE_ENV = "PANTHEON_ADMISSION_LEASE_S"
+# How often the admission ledger reads the nodes (a node joining is admitted onto within this).
+NODE_REFRESH_S = 0.25
+# The priority of a step that names none: Temporal's default (the middle of 1–5).
+DEFAULT_PRIORITY = 3
 
 
 class DispatcherConfigError(Exception):
@@ -101,6 +118,35 @@ def output_budget_bytes(env=os.environ) -> int:
     if mb < 0:
         raise DispatcherConfigError(f"{OUTPUT_BUDGET_ENV}: {raw!r} is not a whole number of megabytes")
     return mb * 1024 * 1024
+
+
+def admission_lease_s(env=os.environ) -> float:
+    raw = env.get(ADMISSION_LEASE_ENV) or str(admission.DEFAULT_LEASE_S)
+    try:
+        lease_s = float(raw)
+    except ValueError:
+        lease_s = -1
+    if not 1 <= lease_s <= 3600:
+        raise DispatcherConfigError(f"{ADMISSION_LEASE_ENV}: {raw!r} is not a number of seconds between 1 and 3600")
+    return lease_s
+
+
+def group_of(options: dict) -> Optional[str]:
+    """The node group a task's label selector pins it to (the workflow always sets one; see core/placement.ts)."""
+    value = (options.get("label_selector") or {}).get(admission.GROUP_LABEL)
+    if not isinstance(value, str) or value.startswith("!"):
+        return None
+    if value.startswith("in(") and value.endswith(")"):
+        values = [v for v in value[3:-1].split(",") if v]
+        return values[0] if len(values) == 1 else None
+    return value
+
+
+def pinned(options: dict, node_id: str) -> dict:
+    """Ray options that run the task on the node admission placed it on (its selector was checked there)."""
+    out = {k: v for k, v in options.items() if k != "label_selector"}
+    out["scheduling_strategy"] = NodeAffinitySchedulingStrategy(node_id=node_id, soft=False)
+    return out
 
 
 def _finished_items_blocking(refs: list) -> list:
@@ -189,6 +235,143 @@ class Dispatcher:
             tempfile.gettempdir(), f"pantheon-dispatcher-spill-{ray.get_runtime_context().get_actor_id()}"
         )
         self._table = StepTable(OutputStore(output_budget_bytes(), spill_dir))
+        self._ledger = admission.Ledger(admission_lease_s())
+        # Per group, the workers waiting for a unit, first come first served: (holder, future).
+        self._reserve_waiters: dict = collections.defaultdict(collections.deque)
+        # Steps waiting to be placed: key -> future of their placement.
+        self._placements: dict = {}
+        self._node_reader: Optional[asyncio.Task] = None
+        self._nodes_read_at: Optional[float] = None
+
+    # -- admission (admission.py) ------------------------------------------------------------------
+
+    def _start_admission(self) -> None:
+        if self._node_reader is None:
+            self._node_reader = asyncio.get_running_loop().create_task(self._read_nodes())
+
+    async def _read_nodes(self) -> None:
+        while True:
+            try:
+                found = await asyncio.to_thread(cluster_ops.schedulable_nodes)
+                nodes = [
+                    admission.Node(n["nodeId"], n["labels"][admission.GROUP_LABEL], n["total"], n["labels"])
+                    for n in found
+                    if n["labels"].get(admission.GROUP_LABEL)
+                ]
+                self._ledger.set_nodes(nodes)
+                self._nodes_read_at = time.time()
+            except Exception as err:  # noqa: BLE001 — the last known nodes stay until the GCS answers again
+                print(f"admission: could not read Ray's nodes: {err}", flush=True)
+            self._ledger.expire(time.time())
+            self._pump()
+            await asyncio.sleep(NODE_REFRESH_S)
+
+    def _pump(self) -> None:
+        """After any change: places waiting steps first, then grants units to waiting workers, in order."""
+        for step in self._ledger.admit():
+            future = self._placements.pop(step.key, None)
+            if future is not None and not future.done():
+                future.set_result(dict(step.placed))
+        now = time.time()
+        for group, waiters in self._reserve_waiters.items():
+            while waiters:
+                holder, future = waiters[0]
+                if future.done():  # its caller gave up waiting
+                    waiters.popleft()
+                    continue
+                node = self._ledger.reserve(group, holder, now)
+                if node is None:
+                    break
+                waiters.popleft()
+                future.set_result(node)
+
+    def _lease_answer(self, **extra) -> dict:
+        return {"leaseS": self._ledger.lease_s, **extra}
+
+    async def admission_reserve(self, group: str, holder: str, timeout_s: float = 10.0) -> dict:
+        """A unit of `group` for one poll by `holder`, waited for up to `timeout_s` (behind earlier askers)."""
+        self._start_admission()
+        waiters = self._reserve_waiters[group]
+        if not waiters:
+            node = self._ledger.reserve(group, holder, time.time())
+            if node is not None:
+                return self._lease_answer(granted=True, node=node)
+        future = asyncio.get_running_loop().create_future()
+        waiters.append((holder, future))
+        await asyncio.wait({future}, timeout=timeout_s)
+        if future.done():
+            return self._lease_answer(granted=True, node=future.result())
+        future.cancel()
+        return self._lease_answer(granted=False)
+
+    async def admission_give_back(self, group: str, holder: str) -> dict:
+        """One unit back: its poll found nothing, or its activity ended without submitting a step."""
+        returned = self._ledger.give_back(group, holder)
+        self._pump()
+        return {"returned": returned}
+
+    async def admission_renew(self, holder: str, units: dict) -> dict:
+        """The holder is alive and holds `units` per group (its own count is the truth)."""
+        self._start_admission()
+        corrected = self._ledger.renew(holder, units, time.time())
+        self._pump()
+        return self._lease_answer(corrected=corrected)
+
+    async def admission_release_holder(self, holder: str) -> dict:
+        """A worker shutting down: its units are free at once, not at its lease's end."""
+        self._ledger.drop_holder(holder)
+        self._pump()
+        return {"released": True}
+
+    async def admission_state(self) -> dict:
+        """The ledger per group, the steps waiting to be placed, and their demand in Ray's pending shape."""
+        return {
+            **self._ledger.snapshot(),
+            "waiting": [
+                {"key": s.key, "group": s.group, "request": s.request, "priority": s.priority, "count": s.min_count}
+                for s in self._ledger.waiting()
+            ],
+            "demand": self._ledger.demand(),
+            "leaseS": self._ledger.lease_s,
+            "nodesReadAt": self._nodes_read_at,
+        }
+
+    def _bind(self, key: str, generation: int, call: dict, options: dict, count: int = 1) -> Optional["admission.Step"]:
+        """The step's claim in the ledger (None: no node group named, nothing to admit against)."""
+        asked = call.get("admission") or {}
+        group = group_of(options)
+        if group is None:
+            if asked.get("holder") and asked.get("group"):
+                self._ledger.give_back(asked["group"], asked["holder"])
+            return None
+        self._start_admission()
+        step = self._ledger.bind(
+            key,
+            group,
+            admission.request_of(options),
+            options.get("label_selector") or {},
+            int(asked.get("priority") or DEFAULT_PRIORITY),
+            asked.get("holder") if asked.get("group") == group else None,
+            generation,
+            count=count,
+        )
+        self._pump()
+        return step
+
+    async def _placement(self, step: "admission.Step") -> dict:
+        """Where the step runs ({node id: items}), once admission has placed it."""
+        if step.placed:
+            return dict(step.placed)
+        future = asyncio.get_running_loop().create_future()
+        self._placements[step.key] = future
+        return await future
+
+    async def _start_when_placed(self, entry: Entry, step: "admission.Step", call: dict, options: dict, limits: dict):
+        node = next(iter(await self._placement(step)))
+        entry.task_ref = run_step_task.options(
+            name=entry.key, max_retries=0, retry_exceptions=False, **pinned(options, node)
+        ).remote(entry.key, entry.generation, call["task"], call.get("args", []), call.get("kwargs", {}), limits)
+        return await entry.task_ref
 
     async def ping(self) -> dict:
         return {**self._table.stats(), "allowlist": list(self._allowlist)}
@@ -240,6 +423,11 @@ class Dispatcher:
             )
         if decision == "attach":
             assert entry is not None
+            asked = call.get("admission") or {}
+            if asked.get("holder") and asked.get("group"):
+                # The work is already counted (its own allocation): the attempt's unit goes back.
+                self._ledger.give_back(asked["group"], asked["holder"])
+                self._pump()
             stale = run == entry.claimed[0] and attempt < entry.claimed[1]
             if not stale:
                 entry.claimed = (run, attempt)
@@ -275,15 +463,19 @@ class Dispatcher:
             workflow=call.get("workflow") or workflow_of(key), fingerprint=work, task=call["task"],
             nodes=nodes, memory=options.get("memory"), history=history, claimed=(run, attempt),
         )
-        if map_run is None:
+        step = self._bind(key, generation, call, options, count=map_run.concurrency if map_run else 1)
+        loop = asyncio.get_running_loop()
+        if map_run is None and step is None:
             # The task is named after its key so that Ray's own state API can find it.
-            entry.ref = run_step_task.options(name=key, max_retries=0, retry_exceptions=False, **options).remote(
-                key, generation, call["task"], call.get("args", []), call.get("kwargs", {}), limits
-            )
+            entry.ref = entry.task_ref = run_step_task.options(
+                name=key, max_retries=0, retry_exceptions=False, **options
+            ).remote(key, generation, call["task"], call.get("args", []), call.get("kwargs", {}), limits)
+        elif map_run is None:
+            entry.ref = loop.create_task(self._start_when_placed(entry, step, call, options, limits))
         else:
             entry.map = map_run
             entry.state, entry.started_at = "running", entry.submitted_at
-            entry.ref = asyncio.get_running_loop().create_task(self._run_map(entry, call, options, limits))
+            entry.ref = loop.create_task(self._run_map(entry, call, options, limits, step))
         self._table.put(entry)
         asyncio.get_running_loop().create_task(self._watch(entry))
         return self._describe(entry, attached=False)
@@ -304,9 +496,11 @@ class Dispatcher:
             return refused("MapTooLarge", "map.over", f"{len(over)} items, more than the {MAX_MAP_ITEMS} a map takes")
         # Items an earlier generation of this key (same workflow run, same work) finished are not run again.
         carried = earlier.map.finished_outputs() if earlier is not None and earlier.map is not None else {}
+        # Under admission (a node group named), the map gets as many items as fit when it is placed, up to this.
+        default = MAX_DEFAULT_MAP_CONCURRENCY if group_of(options) else default_map_concurrency(options)
         return MapRun(
             items=over,
-            concurrency=int(spec.get("concurrency") or default_map_concurrency(options)),
+            concurrency=int(spec.get("concurrency") or default),
             adaptive=not spec.get("concurrency"),
             max_attempts=int(spec.get("maxItemAttempts") or DEFAULT_MAX_ITEM_ATTEMPTS),
             max_failed=int(spec.get("maxFailedItems") or DEFAULT_MAX_FAILED_ITEMS),
@@ -314,17 +508,44 @@ class Dispatcher:
             carried=carried,
         )
 
-    async def _run_map(self, entry: Entry, call: dict, options: dict, limits: dict) -> dict:
+    async def _run_map(
+        self, entry: Entry, call: dict, options: dict, limits: dict, step: Optional["admission.Step"] = None
+    ) -> dict:
         """Runs a map's items; its output (the list in item order) by reference when large, like a step's."""
-        # Items are named after the step's key, so Ray's state API finds them all under it.
-        item_task = run_map_item_task.options(name=entry.key, max_retries=0, retry_exceptions=False, **options)
         args, kwargs = call.get("args", []), call.get("kwargs", {})
+        # Items are named after the step's key, so Ray's state API finds them all under it.
+        if step is None:
+            item_task = run_map_item_task.options(name=entry.key, max_retries=0, retry_exceptions=False, **options)
+            submit = lambda _index, item: item_task.remote(call["task"], item, args, kwargs, limits)  # noqa: E731
+            wait_some = finished_items
+        else:
+            # Admitted: as many items in flight as were placed, each pinned to a node with room for it.
+            placed = await self._placement(step)
+            entry.map.concurrency = sum(placed.values())
+            item_tasks = {
+                node: run_map_item_task.options(name=entry.key, max_retries=0, retry_exceptions=False, **pinned(options, node))
+                for node in placed
+            }
+            running = {node: 0 for node in placed}
+            node_of: dict = {}
+
+            def submit(_index, item):
+                node = min(placed, key=lambda n: (running[n] / placed[n], n))
+                ref = item_tasks[node].remote(call["task"], item, args, kwargs, limits)
+                running[node] += 1
+                node_of[ref] = node
+                return ref
+
+            async def wait_some(refs):
+                finished = await finished_items(refs)
+                for ref, _ok, _value in finished:
+                    node = node_of.pop(ref, None)
+                    if node is not None:
+                        running[node] -= 1
+                return finished
+
         try:
-            text = await entry.map.run(
-                lambda _index, item: item_task.remote(call["task"], item, args, kwargs, limits),
-                finished_items,
-                classify_failure,
-            )
+            text = await entry.map.run(submit, wait_some, classify_failure)
         except asyncio.CancelledError:
             # The map ends only once its items have: a later attempt must not start an item again while
             # an interrupted one is still running (the same rule as a step's task, see `_stopped`).
@@ -347,9 +568,12 @@ class Dispatcher:
         return {"outputJson": text, "node": None}
 
     def _interrupt(self, entry: Entry, force: bool) -> None:
-        """Stops a step's Ray task, or a map's items and the map itself."""
+        """Stops a step's Ray task (or its wait for admission), or a map's items and the map itself."""
         if entry.map is None:
-            ray.cancel(entry.ref, force=force, recursive=True)
+            if entry.task_ref is not None:
+                ray.cancel(entry.task_ref, force=force, recursive=True)
+            else:
+                entry.ref.cancel()  # still waiting to be placed: nothing runs yet
             return
         entry.map.interrupt(lambda ref: ray.cancel(ref, force=force, recursive=True))
         if not entry.map.stopping:  # a second cancel would break off the wait for the items to stop
@@ -384,7 +608,8 @@ class Dispatcher:
             if isinstance(err, MapItemsFailed):
                 failure = err.record
             elif isinstance(err, asyncio.CancelledError):
-                failure = {"kind": "cancelled", "type": "TaskCancelledError", "message": "the map step was cancelled"}
+                what = "the map step was cancelled" if entry.map is not None else "the step was cancelled before it started"
+                failure = {"kind": "cancelled", "type": "TaskCancelledError", "message": what}
             elif entry.map is not None and isinstance(err, StepOutputRejected):
                 # The map's own output (a step's arrives wrapped in a RayTaskError, classified below).
                 failure = {
@@ -402,6 +627,11 @@ class Dispatcher:
             outcome["items"] = entry.map.progress()
             if entry.state == "succeeded":
                 entry.map.outputs = None  # the whole output is kept by the table now
+        placement = self._placements.get(entry.key)
+        if placement is not None and placement.done():
+            del self._placements[entry.key]  # the step was cancelled while it waited to be placed
+        if self._ledger.end(entry.key, entry.generation) is not None:
+            self._pump()
         self._table.finish(entry, outcome, output_json)
         outcome.update(self._timing(entry))
         outcome["nodes"] = list(entry.nodes)

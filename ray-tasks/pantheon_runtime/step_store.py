@@ -87,6 +87,8 @@ class Entry:
     # When a cancel was asked for: the time after which the task is force-killed if still running.
     force_stop_at: Optional[float] = None
     done: asyncio.Event = field(default_factory=asyncio.Event)
+    # The Ray task once started (`ref` is the coroutine that waits for admission, then for it).
+    task_ref: Any = None
 
 
 def attaches(entry: Entry, run: str, attempt: int) -> bool:

@@ -68,7 +68,8 @@ test('10,000 items with the worker killed (-9) mid-map: every item runs exactly 
       project: 'maps',
       steps: [
         { id: 'list', task: 'pantheon_tasks.testkit:numbers', args: [items] },
-        { id: 'each', task: RECORD, args: [file], map: { over: { $step: 'list' } } },
+        // 5 ms per item: long enough that the map is still running while the CLI starts and reads it.
+        { id: 'each', task: RECORD, args: [file, null, 0.005], map: { over: { $step: 'list' } } },
       ],
     },
     uniqueId('map-kill'),

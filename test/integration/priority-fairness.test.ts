@@ -9,7 +9,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import type { WorkflowHandle } from '@temporalio/client';
 import { listRayNodes } from '../../stack/ray-cluster-state';
-import { groupCpuCapacity } from '../../workers/ray-capacity-slots';
+import { groupCpuCapacity } from '../../stack/ray-cluster-state';
 import type { PipelineResult, StepResult } from '../../core/schemas/pipeline-spec';
 import { startTestEnv, waitUntil, type TestEnv } from '../helpers/test-env';
 

@@ -1,8 +1,9 @@
 /**
  * The Ray side's pure Python rules, run by jest so that `npm test` covers them: the per-function
- * task fence (task_refs.py), strict JSON (strict_json.py) and the dispatcher's table (step_store.py:
+ * task fence (task_refs.py), strict JSON (strict_json.py), the dispatcher's table (step_store.py:
  * same work only, retention while the workflow is open, with a clock the test moves by hours; the
- * output byte budget). The tests themselves are Python's unittest, in test/python/.
+ * output byte budget), the blob store, map items (map_runner.py) and the admission ledger
+ * (admission.py). The tests themselves are Python's unittest, in test/python/.
  */
 import { spawnSync } from 'node:child_process';
 import * as path from 'node:path';
@@ -27,13 +28,17 @@ function runUnittest(module: string): { status: number | null; output: string } 
   return { status: result.status, output: `${result.stdout}${result.stderr}` };
 }
 
-describe.each(['test_task_refs', 'test_strict_json', 'test_step_store', 'test_blob_store'])(
-  'python %s',
-  (module) => {
-    it('passes', () => {
-      const { status, output } = runUnittest(module);
-      // The output is the report: on failure jest prints it with the status.
-      expect({ status, output }).toEqual({ status: 0, output: expect.stringMatching(/\nOK\b/) });
-    });
-  },
-);
+describe.each([
+  'test_task_refs',
+  'test_strict_json',
+  'test_step_store',
+  'test_blob_store',
+  'test_map_runner',
+  'test_admission',
+])('python %s', (module) => {
+  it('passes', () => {
+    const { status, output } = runUnittest(module);
+    // The output is the report: on failure jest prints it with the status.
+    expect({ status, output }).toEqual({ status: 0, output: expect.stringMatching(/\nOK\b/) });
+  });
+});
