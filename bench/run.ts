@@ -337,7 +337,11 @@ class Bench {
           const found = (
             await Promise.all(
               Array.from({ length: steps }, (_, i) =>
-                listRayTasksNamed(this.config.ray.dashboardUrl, `${workflowId}/s${i}`),
+                listRayTasksNamed(
+                  this.config.ray.dashboardUrl,
+                  `${workflowId}/s${i}`,
+                  rayAuthHeaders(localRayClientEnv(this.config)),
+                ),
               ),
             )
           ).flat();
@@ -381,9 +385,13 @@ class Bench {
       const task = await waitFor(
         'Ray to record the step’s task',
         async () =>
-          (await listRayTasksNamed(this.config.ray.dashboardUrl, `${workflowId}/echo`)).find(
-            (t) => t.createdAtMs !== null && t.startedAtMs !== null && t.endedAtMs !== null,
-          ),
+          (
+            await listRayTasksNamed(
+              this.config.ray.dashboardUrl,
+              `${workflowId}/echo`,
+              rayAuthHeaders(localRayClientEnv(this.config)),
+            )
+          ).find((t) => t.createdAtMs !== null && t.startedAtMs !== null && t.endedAtMs !== null),
         30_000,
         500,
       );

@@ -103,7 +103,11 @@ export const RAY_TASK_FINAL_STATES: ReadonlySet<string> = new Set(['FINISHED', '
  * dispatcher names every step's task after its key. Ray reports task events
  * about once a second, so a state change shows up here with that delay.
  */
-export async function listRayTasksNamed(dashboardUrl: string, name: string): Promise<RayTaskRecord[]> {
+export async function listRayTasksNamed(
+  dashboardUrl: string,
+  name: string,
+  headers: Record<string, string> = rayAuthHeaders(),
+): Promise<RayTaskRecord[]> {
   const query = new URLSearchParams({
     detail: 'true',
     limit: '10000',
@@ -112,7 +116,7 @@ export async function listRayTasksNamed(dashboardUrl: string, name: string): Pro
     filter_values: name,
   });
   const res = await fetch(`${dashboardUrl}/api/v0/tasks?${query}`, {
-    headers: rayAuthHeaders(),
+    headers,
     signal: AbortSignal.timeout(10_000),
   });
   if (!res.ok) throw new Error(`Ray state API answered HTTP ${res.status} for ${dashboardUrl}/api/v0/tasks`);
