@@ -298,6 +298,7 @@ class Dispatcher:
                 return self._lease_answer(granted=True, node=node)
         future = asyncio.get_running_loop().create_future()
         waiters.append((holder, future))
+        self._pump()  # behind earlier askers whose callers gave up: it may be granted at once
         await asyncio.wait({future}, timeout=timeout_s)
         if future.done():
             return self._lease_answer(granted=True, node=future.result())
