@@ -123,6 +123,10 @@ export async function runAutoscalerBench(
     logger: { trace: noop, debug: noop, info: noop, warn: noop, error: console.error, log: noop },
   });
   fs.writeFileSync(bundlePath, bundle.code);
+  // The worker runs in this process, and its Ray clients (the bridge, the Jobs API) read Ray's token
+  // settings from this process's environment, as `workers/main.ts` does: without them the bridge
+  // cannot join the stack's Ray (the live case failed so in the full runs of 2026-12-02 and -03).
+  Object.assign(process.env, localRayClientEnv(stack));
   const config = loadWorkerConfig({
     ...process.env,
     TEMPORAL_ADDRESS: stack.temporal.address,

@@ -14,9 +14,9 @@
  * nothing (released unused), the submit that exchanged it, or the activity
  * that ended without submitting (a job-mode step, a refusal) — the activity
  * interceptor below. The worker keeps its own count of units per group and
- * renews its lease with it every quarter lease; the dispatcher adopts that
- * count, so a dispatcher restart or a lost message is mended at the next
- * renewal, and a killed worker's units come back when its lease runs out.
+ * renews its lease with it every quarter lease; a dispatcher that does not
+ * know the lease (it restarted) rebuilds it from that count, and a killed
+ * worker's units come back when its lease runs out.
  */
 import { randomUUID } from 'node:crypto';
 import { hostname } from 'node:os';
@@ -87,7 +87,10 @@ export class ClusterAdmission implements StepAdmission {
       const answer = await this.dispatcher.renew(this.holder, this.unitsHeld());
       this.leaseS = answer.leaseS;
       if (Object.keys(answer.corrected).length > 0)
-        this.logger.info({ corrected: answer.corrected }, 'the dispatcher adopted this worker’s unit count');
+        this.logger.info(
+          { corrected: answer.corrected },
+          'the dispatcher rebuilt this worker’s lease from its unit count',
+        );
     } catch (err) {
       this.logger.warn({ err }, 'could not renew the admission lease');
     }

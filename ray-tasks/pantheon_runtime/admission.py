@@ -37,8 +37,9 @@ activity ends without binding (a job-mode step, a refusal) or when the poll
 found nothing. A worker renews its lease with its own count of units; a lease
 not renewed within `lease_s` loses its units (a killed worker's share comes
 back within that bound); its steps keep their allocations until their tasks
-end, because those tasks really run. After a dispatcher restart, the renewals
-rebuild the units from the workers' counts.
+end, because those tasks really run. After a dispatcher restart (or a lease
+that ran out during a long pause), the renewals rebuild the units from the
+workers' counts; a known lease keeps the ledger's own count.
 """
 
 from __future__ import annotations
@@ -204,6 +205,15 @@ class Ledger:
         self.expire(now)
         if any(self._feasible(s) for s in self.waiting(group)):
             return None  # a step admitted first must be placed first
+        # Room in the group as a whole, not only on some node: a step is placed on the node that fits it
+        # best, which need not be the node its unit was counted on, so a node may hold more than its
+        # share of units while another shows room that is not there.
+        room: dict = {}
+        for node in self._group_nodes(group):
+            for k, v in self.free(node.id).items():
+                room[k] = room.get(k, 0.0) + v
+        if not self._fits(UNIT, room):
+            return None
         placed = self._place(group, UNIT, {}, 1, with_units=True)
         if not placed:
             return None
@@ -223,23 +233,27 @@ class Ledger:
         return True
 
     def renew(self, holder: str, units: dict, now: float) -> dict:
-        """Extends the lease; the worker's own count of units per group is the truth (a restarted dispatcher,
-        or one that expired the lease during a long pause, takes it back). Answers what was corrected."""
+        """Extends the lease. A lease the ledger does not know (a restarted dispatcher, or one that expired
+        during a long pause) is rebuilt from the worker's own count of units per group; a known one keeps
+        the ledger's count, because a count sent while a grant or an exchange is still travelling would be
+        off by it (taking it would let one more poll in). Answers what was rebuilt."""
+        known = holder in self.leases
         lease = self._lease(holder, now)
         lease.expires_at = now + self.lease_s
-        corrected = {}
-        for group in set(lease.units) | set(units):
-            want = max(0, int(units.get(group, 0)))
-            have = lease.units.setdefault(group, [])
-            if len(have) == want:
+        if known:
+            return {}
+        rebuilt = {}
+        for group, count in units.items():
+            want = max(0, int(count))
+            if want == 0:
                 continue
-            corrected[group] = want - len(have)
-            del have[want:]
+            have = lease.units.setdefault(group, [])
             while len(have) < want:
                 # Real polls in flight: recorded even where nothing is free, so that the count holds.
                 placed = self._place(group, UNIT, {}, 1, with_units=True)
                 have.append(next(iter(placed)) if placed else "")
-        return corrected
+            rebuilt[group] = want
+        return rebuilt
 
     def expire(self, now: float) -> list[str]:
         """Drops leases not renewed in time, with their units; returns their holders."""

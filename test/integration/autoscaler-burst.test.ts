@@ -13,7 +13,7 @@ const GROUP = 'as-burst'; // test/fixtures/autoscaler/burst.json: 1 CPU per node
 /** Long enough that nodes joining one after another on a loaded host are up together. */
 const IDLE_TIMEOUT_MS = 20_000;
 const TICK_MS = 1_000;
-/** From a node joining to the worker admitting a step onto it: the capacity refresh (250 ms), a poll, a loaded host. */
+/** From a node joining to a step admitted onto it: the admission ledger's node read (250 ms), a poll, a loaded host. */
 const ADMISSION_SLACK_MS = 3_000;
 
 let harness: AutoscalerHarness;
