@@ -13,7 +13,7 @@
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import type { PipelineResult, StepResult } from '../../core/schemas/pipeline-spec';
+import type { PipelineResult } from '../../core/schemas/pipeline-spec';
 import {
   groupCpuCapacity,
   listRayNodes,
@@ -24,6 +24,7 @@ import { startLocalNode, stopLocalNode } from '../../stack/ray-nodes';
 import { loadNodeGroups, loadStackConfig } from '../../stack/config';
 import { nodeGroupSchema } from '../../core/schemas/node-groups';
 import { recordFigures } from '../helpers/figures';
+import { priorityOrder, sleepSteps } from '../helpers/priority-order';
 import { longestRayWaitMs, peakOccupancy } from '../helpers/ray-occupancy';
 import { startTestEnv, waitUntil, type TestEnv } from '../helpers/test-env';
 import type { WorkerProcess } from '../helpers/worker-process';
@@ -81,8 +82,6 @@ function processGroupOf(pid: number): number | null {
     return null;
   }
 }
-
-const started = (s: StepResult) => s.startedAtMs ?? Number.POSITIVE_INFINITY;
 
 async function rayTasksOf(workflowId: string, stepIds: readonly string[]): Promise<RayTaskRecord[]> {
   const dashboard = env.config.ray.dashboardUrl;
@@ -160,12 +159,6 @@ test('three workers, a fan-out of mixed sizes wider than the cluster: no node is
 test('priority holds across workers: urgent steps queued behind a low backlog start first', async () => {
   // The steps below ask for no label: the cheaper `cpu` group takes them all.
   const capacity = cpuGroupCpus;
-  const sleepSteps = (prefix: string, n: number, seconds: number) =>
-    Array.from({ length: n }, (_, i) => ({
-      id: `${prefix}${i}`,
-      task: 'pantheon_tasks.testkit:sleep',
-      args: [seconds],
-    }));
   const lowSteps = capacity * 3;
   const low = await env.startPipeline({
     name: 'backlog',
@@ -185,17 +178,14 @@ test('priority holds across workers: urgent steps queued behind a low backlog st
     steps: sleepSteps('urgent', capacity, 1),
   });
   const [lowResult, urgentResult] = (await Promise.all([low.result(), urgent.result()])) as PipelineResult[];
-  const urgentSteps = Object.values(urgentResult!.steps);
-  const urgentQueuedAt = Math.max(...urgentSteps.map((s) => s.scheduledAtMs!));
-  const lastUrgentStart = Math.max(...urgentSteps.map(started));
-  const remaining = Object.values(lowResult!.steps).filter((s) => started(s) > urgentQueuedAt);
+  const { remaining, overtaken, lastUrgentStart, urgentQueuedAt } = priorityOrder(lowResult!, urgentResult!);
   recordFigures('multi-worker-priority', {
     capacity,
     remainingLowSteps: remaining.length,
     lastUrgentStartAfterQueuedMs: lastUrgentStart - urgentQueuedAt,
   });
   expect(remaining.length).toBeGreaterThanOrEqual(lowSteps - 2 * capacity);
-  expect(remaining.filter((s) => started(s) < lastUrgentStart)).toEqual([]);
+  expect(overtaken).toEqual([]);
 });
 
 test('kill -9 of one of three workers mid-fan-out: its share comes back within the lease, every side effect once', async () => {

@@ -8,12 +8,11 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import type { WorkflowHandle } from '@temporalio/client';
-import { listRayNodes } from '../../stack/ray-cluster-state';
-import { groupCpuCapacity } from '../../stack/ray-cluster-state';
+import { groupCpuCapacity, listRayNodes } from '../../stack/ray-cluster-state';
 import type { PipelineResult, StepResult } from '../../core/schemas/pipeline-spec';
+import { priorityOrder, sleepSteps } from '../helpers/priority-order';
 import { startTestEnv, waitUntil, type TestEnv } from '../helpers/test-env';
 
-const SLEEP = 'pantheon_tasks.testkit:sleep';
 const RESULTS_DIR = path.resolve(__dirname, '..', '..', 'test-results');
 
 let env: TestEnv;
@@ -29,10 +28,6 @@ beforeAll(async () => {
 afterAll(async () => {
   await env?.close();
 });
-
-function sleepSteps(prefix: string, count: number, seconds: number) {
-  return Array.from({ length: count }, (_, i) => ({ id: `${prefix}${i}`, task: SLEEP, args: [seconds, i] }));
-}
 
 /** Waits until every step of the pipeline is in Temporal's queue or running. */
 async function allScheduled(handle: WorkflowHandle, steps: number): Promise<PipelineResult> {
@@ -101,13 +96,11 @@ describe('priority and fairness on a saturated cluster', () => {
       urgent.result(),
     ])) as PipelineResult[];
 
-    const urgentSteps = Object.values(urgentResult!.steps);
-    const lowByStart = Object.values(lowResult!.steps).sort((a, b) => started(a) - started(b));
-    const urgentQueuedAt = Math.max(...urgentSteps.map((s) => s.scheduledAtMs!));
-    const lastUrgentStart = Math.max(...urgentSteps.map(started));
     // Low steps that had not started when the urgent steps were queued: the "remaining" backlog.
-    const remaining = lowByStart.filter((s) => started(s) > urgentQueuedAt);
-    const overtaken = remaining.filter((s) => started(s) < lastUrgentStart);
+    const { urgentSteps, lowByStart, lastUrgentStart, remaining, overtaken } = priorityOrder(
+      lowResult!,
+      urgentResult!,
+    );
 
     record('priority', {
       capacity,
