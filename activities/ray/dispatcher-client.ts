@@ -191,6 +191,8 @@ const admissionStateSchema = z
         .passthrough(),
     ),
     leaseS: z.number().positive(),
+    /** The newest admission events (grants, give-backs, binds, ends, expiries), oldest first. */
+    trace: z.array(z.object({ at: z.number(), event: z.string() }).passthrough()).default([]),
   })
   .passthrough();
 export type ReserveAnswer = z.infer<typeof reserveAnswerSchema>;

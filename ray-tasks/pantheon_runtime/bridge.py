@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import signal
 import sys
 from typing import Any, Awaitable, Callable
 
@@ -184,6 +185,13 @@ async def serve() -> None:
         log_to_driver=False,
         logging_level="WARNING",
     )
+    # Ray's driver exits on SIGTERM. A signal sent to the worker's whole process group (systemd's
+    # default KillMode, `kill -TERM -<pgid>`, Ctrl-C in a terminal) would then take the bridge away
+    # while the worker shuts down gracefully and still needs it: to give back its admission lease at
+    # once rather than at the lease's end. The bridge's lifetime is its worker's: it leaves when the
+    # worker closes its stdin, or dies with it (end of file).
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, signal.SIG_IGN)
     bridge = Bridge(protocol_out)
     await bridge.call_dispatcher("ping")
     bridge.write({"event": "ready", "rayVersion": ray.__version__, "pid": os.getpid()})

@@ -101,6 +101,8 @@ MAX_DEFAULT_MAP_CONCURRENCY = 64
 ADMISSION_LEASE_ENV = "PANTHEON_ADMISSION_LEASE_S"
 # How often the admission ledger reads the nodes (a node joining is admitted onto within this).
 NODE_REFRESH_S = 0.25
+# How many admission events admission_state keeps (the newest), to read what led to a state.
+ADMISSION_TRACE_EVENTS = 512
 # The priority of a step that names none: Temporal's default (the middle of 1–5).
 DEFAULT_PRIORITY = 3
 
@@ -236,6 +238,8 @@ class Dispatcher:
         )
         self._table = StepTable(OutputStore(output_budget_bytes(), spill_dir))
         self._ledger = admission.Ledger(admission_lease_s())
+        # The last admission events (grants, give-backs, binds, ends, expiries), for admission_state.
+        self._admission_trace: collections.deque = collections.deque(maxlen=ADMISSION_TRACE_EVENTS)
         # Per group, the workers waiting for a unit, first come first served: (holder, future).
         self._reserve_waiters: dict = collections.defaultdict(collections.deque)
         # Steps waiting to be placed: key -> future of their placement.
@@ -262,7 +266,8 @@ class Dispatcher:
                 self._nodes_read_at = time.time()
             except Exception as err:  # noqa: BLE001 — the last known nodes stay until the GCS answers again
                 print(f"admission: could not read Ray's nodes: {err}", flush=True)
-            self._ledger.expire(time.time())
+            for holder in self._ledger.expire(time.time()):
+                self._trace("expired", holder=holder)
             self._pump()
             await asyncio.sleep(NODE_REFRESH_S)
 
@@ -282,8 +287,12 @@ class Dispatcher:
                 node = self._ledger.reserve(group, holder, now)
                 if node is None:
                     break
+                self._trace("granted", holder=holder, group=group, node=node)
                 waiters.popleft()
                 future.set_result(node)
+
+    def _trace(self, event: str, **fields) -> None:
+        self._admission_trace.append({"at": round(time.time(), 3), "event": event, **fields})
 
     def _lease_answer(self, **extra) -> dict:
         return {"leaseS": self._ledger.lease_s, **extra}
@@ -295,6 +304,7 @@ class Dispatcher:
         if not waiters:
             node = self._ledger.reserve(group, holder, time.time())
             if node is not None:
+                self._trace("granted", holder=holder, group=group, node=node)
                 return self._lease_answer(granted=True, node=node)
         future = asyncio.get_running_loop().create_future()
         waiters.append((holder, future))
@@ -308,6 +318,7 @@ class Dispatcher:
     async def admission_give_back(self, group: str, holder: str) -> dict:
         """One unit back: its poll found nothing, or its activity ended without submitting a step."""
         returned = self._ledger.give_back(group, holder)
+        self._trace("given back", holder=holder, group=group, returned=returned)
         self._pump()
         return {"returned": returned}
 
@@ -315,12 +326,15 @@ class Dispatcher:
         """The holder is alive and holds `units` per group (its own count is the truth)."""
         self._start_admission()
         corrected = self._ledger.renew(holder, units, time.time())
+        if corrected:
+            self._trace("rebuilt", holder=holder, units=corrected)
         self._pump()
         return self._lease_answer(corrected=corrected)
 
     async def admission_release_holder(self, holder: str) -> dict:
         """A worker shutting down: its units are free at once, not at its lease's end."""
         self._ledger.drop_holder(holder)
+        self._trace("released", holder=holder)
         self._pump()
         return {"released": True}
 
@@ -335,6 +349,7 @@ class Dispatcher:
             "demand": self._ledger.demand(),
             "leaseS": self._ledger.lease_s,
             "nodesReadAt": self._nodes_read_at,
+            "trace": list(self._admission_trace),
         }
 
     def _bind(self, key: str, generation: int, call: dict, options: dict, count: int = 1) -> Optional["admission.Step"]:
@@ -343,7 +358,8 @@ class Dispatcher:
         group = group_of(options)
         if group is None:
             if asked.get("holder") and asked.get("group"):
-                self._ledger.give_back(asked["group"], asked["holder"])
+                returned = self._ledger.give_back(asked["group"], asked["holder"])
+                self._trace("given back", holder=asked["holder"], group=asked["group"], returned=returned, key=key)
             return None
         self._start_admission()
         step = self._ledger.bind(
@@ -356,6 +372,7 @@ class Dispatcher:
             generation,
             count=count,
         )
+        self._trace("bound", holder=asked.get("holder"), group=group, key=key, placed=dict(step.placed))
         self._pump()
         return step
 
@@ -427,7 +444,8 @@ class Dispatcher:
             asked = call.get("admission") or {}
             if asked.get("holder") and asked.get("group"):
                 # The work is already counted (its own allocation): the attempt's unit goes back.
-                self._ledger.give_back(asked["group"], asked["holder"])
+                returned = self._ledger.give_back(asked["group"], asked["holder"])
+                self._trace("given back", holder=asked["holder"], group=asked["group"], returned=returned, key=key)
                 self._pump()
             stale = run == entry.claimed[0] and attempt < entry.claimed[1]
             if not stale:
@@ -632,6 +650,7 @@ class Dispatcher:
         if placement is not None and placement.done():
             del self._placements[entry.key]  # the step was cancelled while it waited to be placed
         if self._ledger.end(entry.key, entry.generation) is not None:
+            self._trace("ended", key=entry.key)
             self._pump()
         self._table.finish(entry, outcome, output_json)
         outcome.update(self._timing(entry))

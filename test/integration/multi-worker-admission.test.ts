@@ -229,3 +229,16 @@ test('kill -9 of one of three workers mid-fan-out: its share comes back within t
   recordFigures('multi-worker-kill', { leaseS, releasedMs, steps: count });
   expect(releasedMs).toBeLessThanOrEqual((leaseS + 1) * 1000);
 });
+
+test('a worker stopped by SIGTERM to its whole process group gives its lease back before it exits', async () => {
+  const dispatcher = env.worker!.dispatcher;
+  const worker = others[1]!;
+  const holder = await waitUntil('the worker’s lease', async () => {
+    const state = await dispatcher.admissionState();
+    return Object.keys(state.holders).find((h) => processGroupOf(Number(h.split('/')[1])) === worker.pid);
+  });
+  // SIGTERM reaches the worker and its Python bridge alike (as systemd or Ctrl-C would send it); the
+  // bridge stays until the worker has shut down, so the lease is released now, not at its end.
+  await worker.stop();
+  expect((await dispatcher.admissionState()).holders[holder]).toBeUndefined();
+});

@@ -83,6 +83,10 @@ describe('priority and fairness on a saturated cluster', () => {
       const running = Object.values(p.steps).filter((s) => s.status === 'running').length;
       const queued = Object.values(p.steps).filter((s) => s.status === 'queued').length;
       return running === capacity && queued === lowSteps - capacity ? true : undefined;
+    }).catch(async (err: unknown) => {
+      // What admission saw and did (its newest events): the first thing to read when this fails.
+      record('priority-admission-state', await env.worker!.dispatcher.admissionState());
+      throw err;
     });
 
     const urgent = await env.startPipeline({
