@@ -8,7 +8,8 @@
  *   `recallP99Ms` of recalls of one agent of one project (embedding a query
  *   with hashing takes well under a millisecond), beside raw
  *   @qdrant/js-client-rest queries with the same filter (`rawRecall*`), and
- *   the memory server's resident memory when its pid is known;
+ *   the memory server's resident memory when its pid is known (`memoryServerRssMb`, right
+ *   after the recalls; `memoryServerRssEndMb` at the end, with e5 and LightRAG loaded);
  * - `embedP50Ms`: one recall query embedded by the e5 embedder service;
  * - quality on the labelled set of bench/memory-retrieval-set.ts (110
  *   paraphrased questions over 1,150 memories with distractors across
@@ -65,6 +66,8 @@ export interface MemoryBenchResult {
   rawRecallP99Ms: number;
   retainPointsPerS: number;
   memoryServerRssMb?: number;
+  /** The same process at the end, once e5 and LightRAG have been used (they load on first use). */
+  memoryServerRssEndMb?: number;
   embedP50Ms: number;
   recallAt5Semantic: number;
   recallAt5Hashing: number;
@@ -304,6 +307,7 @@ export async function runMemoryBenchmark(options: MemoryBenchOptions): Promise<M
       );
       if (i >= WARM_UP_RECALLS) graphMs.push(ms);
     }
+    const memoryServerRssEndMb = rssMb(options.serverPid);
 
     return {
       qdrantUrl: options.url,
@@ -318,6 +322,7 @@ export async function runMemoryBenchmark(options: MemoryBenchOptions): Promise<M
       rawRecallP99Ms: percentile(rawRecallMs, 99),
       retainPointsPerS: Math.round(points / (retainMs / 1000)),
       ...(memoryServerRssMb !== undefined && { memoryServerRssMb }),
+      ...(memoryServerRssEndMb !== undefined && { memoryServerRssEndMb }),
       embedP50Ms: percentile(embedMs, 50),
       recallAt5Semantic: semantic.recallAt5,
       recallAt5Hashing: hashing.recallAt5,

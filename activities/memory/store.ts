@@ -147,8 +147,13 @@ export class MemoryStore {
     const { exists } = await this.client.collectionExists(this.collection);
     if (!exists) {
       try {
+        // float16 vectors: half the memory of float32 (at 100,000 points the memory
+        // server's RSS drops by ~140 MB, bench/README.md), and recall is unchanged on
+        // the labelled set (e5 recall@5 1.0): cosine scores move by about 1e-3, far
+        // less than what separates a relevant memory from an unrelated one. A
+        // collection made earlier keeps float32; both are read the same way.
         await this.client.createCollection(this.collection, {
-          vectors: { size: this.embedder.dimension, distance: 'Cosine' },
+          vectors: { size: this.embedder.dimension, distance: 'Cosine', datatype: 'float16' },
         });
       } catch (error) {
         if (!isConflict(error)) throw error; // another worker created it first

@@ -1,0 +1,134 @@
+"""The embedded engine of the memory server (stack/qdrant-local/qdrant_local_engine.py) on a real
+qdrant-edge shard in a temporary folder: float16 collections, reopening a shard that grew, and
+loading a stored collection with the server's search threads."""
+
+import asyncio
+import math
+import random
+import shutil
+import tempfile
+import unittest
+
+from qdrant_client.http import models
+
+import qdrant_local_engine
+from qdrant_local_convert import Unsupported
+from qdrant_local_engine import EdgeEngine
+
+DIMENSION = 16
+
+
+def unit_vector(rng: random.Random) -> list[float]:
+    values = [rng.uniform(-1.0, 1.0) for _ in range(DIMENSION)]
+    norm = math.sqrt(sum(v * v for v in values))
+    return [v / norm for v in values]
+
+
+def create(datatype: str | None = "float16") -> models.CreateCollection:
+    vectors = {"size": DIMENSION, "distance": "Cosine"}
+    if datatype is not None:
+        vectors["datatype"] = datatype
+    return models.CreateCollection.model_validate({"vectors": vectors})
+
+
+def points(start: int, count: int, rng: random.Random) -> models.PointsList:
+    return models.PointsList.model_validate(
+        {
+            "points": [
+                {"id": i, "vector": unit_vector(rng), "payload": {"project": f"p{i % 3}", "n": i}}
+                for i in range(start, start + count)
+            ]
+        }
+    )
+
+
+def query(vector: list[float], project: str, limit: int = 10) -> models.QueryRequest:
+    return models.QueryRequest.model_validate(
+        {
+            "query": vector,
+            "filter": {"must": [{"key": "project", "match": {"value": project}}]},
+            "limit": limit,
+            "with_payload": True,
+        }
+    )
+
+
+class EngineTest(unittest.TestCase):
+    def setUp(self) -> None:
+        self.storage = tempfile.mkdtemp(prefix="pantheon-edge-test-")
+        self.loop = asyncio.new_event_loop()
+        self.engine = self.open()
+        self.rng = random.Random(7)
+
+    def tearDown(self) -> None:
+        self.loop.run_until_complete(self.engine.close())
+        self.loop.close()
+        shutil.rmtree(self.storage, ignore_errors=True)
+
+    def open(self) -> EdgeEngine:
+        engine = EdgeEngine(self.storage)
+        self.loop.run_until_complete(engine.open())
+        return engine
+
+    def call(self, operation, *args):  # noqa: ANN001 - any engine operation
+        return self.loop.run_until_complete(self.engine.run(operation, *args))
+
+    def test_a_float16_collection_ranks_like_float32_and_reports_its_datatype(self) -> None:
+        self.call(self.engine.create_collection, "half", create("float16"))
+        self.call(self.engine.create_collection, "full", create(None))
+        batch = points(0, 300, self.rng)
+        self.call(self.engine.upsert, "half", batch)
+        self.call(self.engine.upsert, "full", batch)
+        for _ in range(20):
+            probe = query(unit_vector(self.rng), "p1", limit=5)
+            half = self.call(self.engine.query, "half", probe)["points"]
+            full = self.call(self.engine.query, "full", probe)["points"]
+            self.assertEqual([p["id"] for p in half][:1], [p["id"] for p in full][:1])
+            for a, b in zip(half, full):
+                self.assertAlmostEqual(a["score"], b["score"], delta=2e-3)
+        info = self.call(self.engine.collection_info, "half")
+        self.assertEqual(info.config.params.vectors.datatype, models.Datatype.FLOAT16)
+
+    def test_datatypes_the_engine_does_not_serve_are_refused(self) -> None:
+        with self.assertRaises(Unsupported):
+            self.call(self.engine.create_collection, "bytes", create("uint8"))
+        self.assertFalse(self.engine.exists("bytes"))
+
+    def test_a_shard_that_grew_is_reopened_and_answers_the_same(self) -> None:
+        self.addCleanup(setattr, qdrant_local_engine, "REOPEN_MIN_WRITES", qdrant_local_engine.REOPEN_MIN_WRITES)
+        qdrant_local_engine.REOPEN_MIN_WRITES = 200
+        self.call(self.engine.create_collection, "grows", create())
+        self.call(
+            self.engine.create_payload_index,
+            "grows",
+            models.CreateFieldIndex.model_validate({"field_name": "project", "field_schema": "keyword"}),
+        )
+        self.call(self.engine.upsert, "grows", points(0, 150, self.rng))
+        collection = self.engine.get("grows")
+        self.assertEqual((collection.points_at_open, collection.written_since_open), (0, 150))
+        probes = [query(unit_vector(self.rng), f"p{i % 3}") for i in range(10)]
+        before = [self.call(self.engine.query, "grows", probe) for probe in probes]
+
+        with self.assertLogs("qdrant-local.engine", "INFO") as logs:
+            self.call(self.engine.upsert, "grows", points(1000, 60, self.rng))  # 210 written: reopened
+        self.assertRegex("\n".join(logs.output), r"reopened grows after 210 writes \(210 points\)")
+        self.assertEqual((collection.points_at_open, collection.written_since_open), (210, 0))
+        self.call(self.engine.delete, "grows", models.PointIdsList.model_validate({"points": list(range(1000, 1060))}))
+        after = [self.call(self.engine.query, "grows", probe) for probe in probes]
+        self.assertEqual(after, before)
+        # The reopened shard keeps taking writes, and a restart finds all of them.
+        self.call(self.engine.upsert, "grows", points(2000, 10, self.rng))
+        count = models.CountRequest.model_validate({"exact": True})
+        self.assertEqual(self.call(self.engine.count, "grows", count), {"count": 160})
+        self.loop.run_until_complete(self.engine.close())
+        with self.assertNoLogs("qdrant-local.engine", "WARNING"):  # loaded with its own config, no fallback
+            self.engine = self.open()
+        self.assertEqual(self.call(self.engine.count, "grows", count), {"count": 160})
+        self.assertEqual(self.engine.get("grows").points_at_open, 160)
+        self.assertEqual(
+            self.call(self.engine.collection_info, "grows").config.params.vectors.datatype, models.Datatype.FLOAT16
+        )
+
+
+if __name__ == "__main__":
+    unittest.main()
