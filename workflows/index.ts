@@ -7,8 +7,8 @@
 import { ApplicationFailure, workflowInfo } from '@temporalio/workflow';
 import type { AgentCatalog } from '../core/agents';
 import type { PipelineResult } from '../core/schemas/pipeline-spec';
-import { agentPerformance } from './agent-performance';
-import { autoscaler } from './autoscaler/autoscaler';
+import type * as AgentPerformanceModule from './agent-performance';
+import type * as AutoscalerModule from './autoscaler/autoscaler';
 import { runCodePipeline, type PipelineDeclaration } from './pipeline/code-pipeline';
 import { pipelineWorkflow } from './pipeline/pipeline';
 
@@ -24,6 +24,29 @@ export interface Deployment {
   agents: AgentCatalog;
   pipelines: readonly PipelineDeclaration[];
 }
+
+/**
+ * A workflow whose module is evaluated when one of its runs starts, not for every workflow. Temporal's
+ * reusable V8 context evaluates every module a workflow imports again for each new workflow (that keeps
+ * module state apart), so a module imported here at the top is paid for by every pipeline's first
+ * workflow task: the autoscaler's and the agent-performance workflow's, with their schemas and
+ * policies, were ~18 ms of it (bench/README.md, "Where a one-step pipeline's time goes"). Webpack
+ * still bundles the module; `require` here only defers its evaluation to the run that needs it.
+ */
+function loadedWhenRun<A extends unknown[], R>(
+  load: () => (...args: A) => Promise<R>,
+): (...args: A) => Promise<R> {
+  return (...args: A) => load()(...args);
+}
+
+/* eslint-disable @typescript-eslint/no-require-imports -- deferred evaluation, see loadedWhenRun */
+const agentPerformance = loadedWhenRun(
+  () => (require('./agent-performance') as typeof AgentPerformanceModule).agentPerformance,
+);
+const autoscaler = loadedWhenRun(
+  () => (require('./autoscaler/autoscaler') as typeof AutoscalerModule).autoscaler,
+);
+/* eslint-enable @typescript-eslint/no-require-imports */
 
 /** Workflow types that are not code-defined pipelines. */
 export const ENGINE_WORKFLOW_TYPES = ['pipeline', 'agentPerformance', 'autoscaler'] as const;
