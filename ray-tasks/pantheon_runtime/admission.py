@@ -44,6 +44,7 @@ workers' counts; a known lease keeps the ledger's own count.
 
 from __future__ import annotations
 
+import collections
 import itertools
 from dataclasses import dataclass, field
 from typing import Optional
@@ -53,6 +54,8 @@ NODE_ID_LABEL = "ray.io/node-id"
 UNIT = {"CPU": 1.0}
 EPSILON = 1e-6
 DEFAULT_LEASE_S = 10.0
+# Released holders remembered (each one worker process that shut down); older ones are long gone.
+RELEASED_HOLDERS_KEPT = 4096
 
 
 def label_matches(selector: dict, node_id: str, labels: dict) -> bool:
@@ -126,6 +129,12 @@ class Ledger:
         self.nodes: dict[str, Node] = {}
         self.leases: dict[str, Lease] = {}
         self.steps: dict[str, Step] = {}
+        # Holders that released their lease (a worker shutting down), newest last. A holder names one
+        # worker process for its life, so a reservation or renewal that arrives after the release (one
+        # that was travelling, or a poll the worker's shutdown had not cancelled yet) is that worker's
+        # last and must not bring the lease back: the process exits right after and would leave its
+        # units held for a whole lease.
+        self.released: collections.OrderedDict[str, None] = collections.OrderedDict()
         self._seq = itertools.count()
 
     # -- what is there -------------------------------------------------------------------------
@@ -201,8 +210,11 @@ class Ledger:
         return lease
 
     def reserve(self, group: str, holder: str, now: float) -> Optional[str]:
-        """A unit for one poll of `group` under `holder`'s lease; the node it is on, or None (nothing free)."""
+        """A unit for one poll of `group` under `holder`'s lease; the node it is on, or None (nothing free,
+        or the holder released its lease)."""
         self.expire(now)
+        if holder in self.released:
+            return None
         if any(self._feasible(s) for s in self.waiting(group)):
             return None  # a step admitted first must be placed first
         # Room in the group as a whole, not only on some node: a step is placed on the node that fits it
@@ -237,6 +249,8 @@ class Ledger:
         during a long pause) is rebuilt from the worker's own count of units per group; a known one keeps
         the ledger's count, because a count sent while a grant or an exchange is still travelling would be
         off by it (taking it would let one more poll in). Answers what was rebuilt."""
+        if holder in self.released:
+            return {}
         known = holder in self.leases
         lease = self._lease(holder, now)
         lease.expires_at = now + self.lease_s
@@ -263,7 +277,11 @@ class Ledger:
         return gone
 
     def drop_holder(self, holder: str) -> None:
+        """The holder released its lease (its worker shuts down): its units are free, and it gets no more."""
         self.leases.pop(holder, None)
+        self.released[holder] = None
+        while len(self.released) > RELEASED_HOLDERS_KEPT:
+            self.released.popitem(last=False)
 
     # -- steps ---------------------------------------------------------------------------------
 

@@ -284,6 +284,10 @@ class Dispatcher:
                 if future.done():  # its caller gave up waiting
                     waiters.popleft()
                     continue
+                if holder in self._ledger.released:
+                    waiters.popleft()
+                    future.set_result(None)  # its worker is shutting down: no unit
+                    continue
                 node = self._ledger.reserve(group, holder, now)
                 if node is None:
                     break
@@ -310,7 +314,7 @@ class Dispatcher:
         waiters.append((holder, future))
         self._pump()  # behind earlier askers whose callers gave up: it may be granted at once
         await asyncio.wait({future}, timeout=timeout_s)
-        if future.done():
+        if future.done() and future.result() is not None:
             return self._lease_answer(granted=True, node=future.result())
         future.cancel()
         return self._lease_answer(granted=False)
@@ -335,6 +339,11 @@ class Dispatcher:
         """A worker shutting down: its units are free at once, not at its lease's end."""
         self._ledger.drop_holder(holder)
         self._trace("released", holder=holder)
+        # Its polls still waiting here get no unit (the ledger refuses the holder from now on too).
+        for waiters in self._reserve_waiters.values():
+            for waiter, future in waiters:
+                if waiter == holder and not future.done():
+                    future.set_result(None)
         self._pump()
         return {"released": True}
 

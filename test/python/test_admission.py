@@ -82,6 +82,19 @@ class UnitsTest(unittest.TestCase):
         self.assertEqual(ledger.renew("w", {"cpu": 1}, now=1), {})
         self.assertEqual(ledger.used("n0"), {"CPU": 2.0})
 
+    def test_a_released_holder_gets_no_unit_and_no_lease_back(self):
+        # A worker shutting down releases its lease while a poll's reservation (or a renewal) is still
+        # on its way: granting it would bring the lease back, held for a whole lease after the exit.
+        ledger = Ledger()
+        ledger.set_nodes(cpu_nodes(2))
+        ledger.reserve("cpu", "leaving", now=0)
+        ledger.drop_holder("leaving")
+        self.assertIsNone(ledger.reserve("cpu", "leaving", now=1))
+        self.assertEqual(ledger.renew("leaving", {"cpu": 1}, now=1), {})
+        self.assertNotIn("leaving", ledger.leases)
+        self.assertEqual(ledger.used("n0"), {})
+        self.assertIsNotNone(ledger.reserve("cpu", "other", now=1))
+
 
 class StepsTest(unittest.TestCase):
     def test_a_step_takes_its_exact_request_in_place_of_the_unit(self):
