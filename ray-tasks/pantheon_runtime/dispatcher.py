@@ -284,10 +284,6 @@ class Dispatcher:
                 if future.done():  # its caller gave up waiting
                     waiters.popleft()
                     continue
-                if holder in self._ledger.released:
-                    waiters.popleft()
-                    future.set_result(None)  # its worker is shutting down: no unit
-                    continue
                 node = self._ledger.reserve(group, holder, now)
                 if node is None:
                     break
@@ -298,12 +294,20 @@ class Dispatcher:
     def _trace(self, event: str, **fields) -> None:
         self._admission_trace.append({"at": round(time.time(), 3), "event": event, **fields})
 
+    def _give_back(self, group: str, holder: str, key: Optional[str] = None) -> bool:
+        """One of the holder's units back to the ledger (`key`: the step whose submit returned it)."""
+        returned = self._ledger.give_back(group, holder)
+        self._trace("given back", holder=holder, group=group, returned=returned, key=key)
+        return returned
+
     def _lease_answer(self, **extra) -> dict:
         return {"leaseS": self._ledger.lease_s, **extra}
 
     async def admission_reserve(self, group: str, holder: str, timeout_s: float = 10.0) -> dict:
         """A unit of `group` for one poll by `holder`, waited for up to `timeout_s` (behind earlier askers)."""
         self._start_admission()
+        if holder in self._ledger.released:
+            return self._lease_answer(granted=False)  # its worker is shutting down
         waiters = self._reserve_waiters[group]
         if not waiters:
             node = self._ledger.reserve(group, holder, time.time())
@@ -321,8 +325,7 @@ class Dispatcher:
 
     async def admission_give_back(self, group: str, holder: str) -> dict:
         """One unit back: its poll found nothing, or its activity ended without submitting a step."""
-        returned = self._ledger.give_back(group, holder)
-        self._trace("given back", holder=holder, group=group, returned=returned)
+        returned = self._give_back(group, holder)
         self._pump()
         return {"returned": returned}
 
@@ -367,8 +370,7 @@ class Dispatcher:
         group = group_of(options)
         if group is None:
             if asked.get("holder") and asked.get("group"):
-                returned = self._ledger.give_back(asked["group"], asked["holder"])
-                self._trace("given back", holder=asked["holder"], group=asked["group"], returned=returned, key=key)
+                self._give_back(asked["group"], asked["holder"], key)
             return None
         self._start_admission()
         step = self._ledger.bind(
@@ -381,7 +383,7 @@ class Dispatcher:
             generation,
             count=count,
         )
-        self._trace("bound", holder=asked.get("holder"), group=group, key=key, placed=dict(step.placed))
+        self._trace("bound", holder=asked.get("holder"), group=group, key=key)
         self._pump()
         return step
 
@@ -453,8 +455,7 @@ class Dispatcher:
             asked = call.get("admission") or {}
             if asked.get("holder") and asked.get("group"):
                 # The work is already counted (its own allocation): the attempt's unit goes back.
-                returned = self._ledger.give_back(asked["group"], asked["holder"])
-                self._trace("given back", holder=asked["holder"], group=asked["group"], returned=returned, key=key)
+                self._give_back(asked["group"], asked["holder"], key)
                 self._pump()
             stale = run == entry.claimed[0] and attempt < entry.claimed[1]
             if not stale:
