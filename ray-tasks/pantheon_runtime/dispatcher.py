@@ -51,7 +51,7 @@ import os
 import tempfile
 import time
 import traceback
-from typing import Optional
+from typing import Any, Optional
 
 import ray
 from ray import exceptions as rex
@@ -63,17 +63,17 @@ from .blob_store import BlobNotFound
 from .map_runner import (
     DEFAULT_MAX_FAILED_ITEMS,
     DEFAULT_MAX_ITEM_ATTEMPTS,
+    LOOKAHEAD_S,
     MAX_MAP_ITEMS,
     MapItemsFailed,
     MapRun,
 )
 from .memory_guard import MemoryGuardUnavailable, StepMemoryExceeded, inspect_cgroup
-from .runner import StepOutputRejected, run_map_item, run_step
+from .runner import StepOutputRejected, map_item_runner, run_step
 from .step_store import Entry, OutputStore, StepTable, decide, fingerprint, workflow_of
 from .task_refs import AGENT_HOST_TASK, TaskRefRefused, check_definition, configured_allowlist
 
 run_step_task = ray.remote(run_step)
-run_map_item_task = ray.remote(run_map_item)
 inspect_cgroup_task = ray.remote(inspect_cgroup)
 ALLOWED_OPTION_KEYS = {"num_cpus", "num_gpus", "memory", "resources", "label_selector"}
 # The node itself went away (or its raylet did): the next attempt must avoid it. An object lost
@@ -151,13 +151,20 @@ def pinned(options: dict, node_id: str) -> dict:
     return out
 
 
-def _finished_items_blocking(refs: list) -> list:
-    # At least one (or none after a second, so that a thread of a cancelled map does not linger),
-    # then every other one already finished, fetched in one call when none of them failed.
-    ready, _ = ray.wait(refs, num_returns=1, timeout=1.0, fetch_local=False)
+def _finished_items_blocking(refs: list, batch: int = 1) -> list:
+    if batch > 1:
+        # A batch of them, or whatever has finished after half a lookahead (the queue in Ray then still
+        # holds work for the CPUs).
+        ready, _ = ray.wait(refs, num_returns=min(batch, len(refs)), timeout=LOOKAHEAD_S / 2, fetch_local=False)
+    else:
+        ready = []
     if not ready:
-        return []
-    ready, _ = ray.wait(refs, num_returns=len(refs), timeout=0, fetch_local=False)
+        # At least one (or none after a second, so that a thread of a cancelled map does not linger),
+        # then every other one already finished, fetched in one call when none of them failed.
+        ready, _ = ray.wait(refs, num_returns=1, timeout=1.0, fetch_local=False)
+        if not ready:
+            return []
+        ready, _ = ray.wait(refs, num_returns=len(refs), timeout=0, fetch_local=False)
     try:
         return [(ref, True, value) for ref, value in zip(ready, ray.get(ready))]
     except Exception:  # noqa: BLE001 — one of them failed: take them one by one
@@ -170,9 +177,27 @@ def _finished_items_blocking(refs: list) -> list:
         return finished
 
 
-async def finished_items(refs: list) -> list:
+# Ray exports each remote function made here once (to the GCS, read by a worker the first time it runs
+# it): maps with the same constant part share one, so a pipeline run again exports nothing new.
+_item_functions: "collections.OrderedDict[str, Any]" = collections.OrderedDict()
+MAX_ITEM_FUNCTIONS = 64
+
+
+def item_function(task_ref: str, args: list, kwargs: dict, limits: dict) -> Any:
+    """The Ray remote function the items of a map with this task, args, kwargs and limits run."""
+    key = json.dumps([task_ref, args, kwargs, limits], sort_keys=True, default=str)
+    function = _item_functions.pop(key, None)
+    if function is None:
+        function = ray.remote(map_item_runner(task_ref, args, kwargs, limits))
+    _item_functions[key] = function
+    while len(_item_functions) > MAX_ITEM_FUNCTIONS:
+        _item_functions.popitem(last=False)
+    return function
+
+
+async def finished_items(refs: list, batch: int = 1) -> list:
     """A map's items that have finished, as (ref, ok, output text or exception), waited for off the event loop."""
-    return await asyncio.to_thread(_finished_items_blocking, refs)
+    return await asyncio.to_thread(_finished_items_blocking, refs, batch)
 
 
 def default_map_concurrency(options: dict) -> int:
@@ -541,18 +566,18 @@ class Dispatcher:
         self, entry: Entry, call: dict, options: dict, limits: dict, step: Optional["admission.Step"] = None
     ) -> dict:
         """Runs a map's items; its output (the list in item order) by reference when large, like a step's."""
-        args, kwargs = call.get("args", []), call.get("kwargs", {})
+        run_item = item_function(call["task"], call.get("args", []), call.get("kwargs", {}), limits)
         # Items are named after the step's key, so Ray's state API finds them all under it.
         if step is None:
-            item_task = run_map_item_task.options(name=entry.key, max_retries=0, retry_exceptions=False, **options)
-            submit = lambda _index, item: item_task.remote(call["task"], item, args, kwargs, limits)  # noqa: E731
+            item_task = run_item.options(name=entry.key, max_retries=0, retry_exceptions=False, **options)
+            submit = lambda _index, item: item_task.remote(item)  # noqa: E731
             wait_some = finished_items
         else:
             # Admitted: as many items in flight as were placed, each pinned to a node with room for it.
             placed = await self._placement(step)
             entry.map.concurrency = sum(placed.values())
             item_tasks = {
-                node: run_map_item_task.options(name=entry.key, max_retries=0, retry_exceptions=False, **pinned(options, node))
+                node: run_item.options(name=entry.key, max_retries=0, retry_exceptions=False, **pinned(options, node))
                 for node in placed
             }
             running = {node: 0 for node in placed}
@@ -560,13 +585,13 @@ class Dispatcher:
 
             def submit(_index, item):
                 node = min(placed, key=lambda n: (running[n] / placed[n], n))
-                ref = item_tasks[node].remote(call["task"], item, args, kwargs, limits)
+                ref = item_tasks[node].remote(item)
                 running[node] += 1
                 node_of[ref] = node
                 return ref
 
-            async def wait_some(refs):
-                finished = await finished_items(refs)
+            async def wait_some(refs, batch):
+                finished = await finished_items(refs, batch)
                 for ref, _ok, _value in finished:
                     node = node_of.pop(ref, None)
                     if node is not None:

@@ -3,9 +3,12 @@ for the items' Ray tasks, so the order, retry and stop rules are checked on thei
 
 import asyncio
 import json
+import time
 import unittest
 
 from pantheon_runtime.map_runner import MapItemsFailed, MapRun, failure_record, retries_item
+from pantheon_runtime.runner import StepOutputRejected, map_item_runner
+from pantheon_runtime.task_refs import TaskRefRefused
 
 
 def classify(err: BaseException) -> dict:
@@ -21,13 +24,15 @@ class Items:
         self.error = error
         self.tries: dict = {}
         self.most_in_flight = 0
+        self.batches: list = []
 
     def submit(self, _index, item):
         self.tries[item] = self.tries.get(item, 0) + 1
         return asyncio.ensure_future(self._run(item, self.tries[item]))
 
-    async def wait_some(self, handles):
+    async def wait_some(self, handles, batch):
         self.most_in_flight = max(self.most_in_flight, len(handles))
+        self.batches.append(batch)
         done, _ = await asyncio.wait(handles, return_when=asyncio.FIRST_COMPLETED)
         return [(h, h.exception() is None, h.exception() or h.result()) for h in done]
 
@@ -106,6 +111,35 @@ class Window(unittest.TestCase):
         self.assertEqual(map_run.window(102.0), 4 + 100)
         # Long-finished items no longer count: the rate (and the lookahead) falls back.
         self.assertEqual(map_run.window(110.0), 4)
+
+    def test_a_map_waits_for_half_its_lookahead_before_refilling(self):
+        adaptive = MapRun(items=[1], concurrency=4, adaptive=True)
+        self.assertEqual(adaptive.batch(104), 50)  # 100 queued in Ray: refill when half have finished
+        self.assertEqual(adaptive.batch(5), 1)
+        self.assertEqual(adaptive.batch(4), 1)
+        self.assertEqual(MapRun(items=[1], concurrency=4).batch(104), 1)  # a fixed concurrency: refill at once
+
+    def test_the_run_asks_for_the_batch_of_what_is_in_flight(self):
+        items = Items()
+        map_run = MapRun(items=list(range(30)), concurrency=2, adaptive=True)
+        map_run._finished_at.extend(time.monotonic() for _ in range(200))  # 100 items/s: a lookahead of 10
+        text = run(map_run, items)
+        self.assertEqual(items.batches[0], (12 - 2) // 2)  # 12 in flight first: 2 running, 10 queued
+        self.assertEqual(json.loads(text), [{"item": i} for i in range(30)])
+
+
+class ItemFunction(unittest.TestCase):
+    LIMITS = {"allowed_packages": ["pantheon_tasks"], "max_result_bytes": 64, "memory_guard": "off"}
+
+    def test_an_item_runs_the_task_with_the_maps_bound_args_and_limits(self):
+        run_item = map_item_runner("pantheon_tasks.testkit:text", ["y"], {}, self.LIMITS)
+        self.assertEqual(run_item(3), '"yyy"')
+        with self.assertRaises(StepOutputRejected):  # the bound limits hold for every item
+            run_item(100)
+
+    def test_the_allowlist_bound_with_the_map_still_refuses_other_packages(self):
+        with self.assertRaises(TaskRefRefused):
+            map_item_runner("json:dumps", [], {}, self.LIMITS)(1)
 
 
 class RetryRule(unittest.TestCase):
