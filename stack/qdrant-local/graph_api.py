@@ -34,9 +34,12 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import importlib.util
 import json
 import logging
 import os
+import sys
+import types
 from typing import Any, Literal
 
 import numpy as np
@@ -159,6 +162,33 @@ async def _chat(llm: LlmConfig | None, prompt: str, system_prompt: str | None, h
             return str(body["choices"][0]["message"]["content"])
 
 
+class _DeferredModule(types.ModuleType):
+    """Stands in sys.modules for a module until one of its names is used, then loads it."""
+
+    def __getattr__(self, name: str) -> Any:
+        if sys.modules.get(self.__name__) is self:
+            del sys.modules[self.__name__]
+        return getattr(importlib.import_module(self.__name__), name)
+
+
+def defer_pypinyin() -> None:
+    """Makes ``import pypinyin`` cheap: the module is loaded when one of its names is first used.
+
+    LightRAG imports pypinyin when it is imported (lightrag/utils.py), only to sort Chinese file
+    names in its paginated document listings, which this server never serves; pypinyin's
+    dictionaries take ~55 MB of resident memory. LightRAG still sorts with it if it ever needs to.
+    (importlib's LazyLoader does not do here: on Python 3.11 the import statement itself reads the
+    module's ``__spec__``, which loads it.)"""
+    if "pypinyin" in sys.modules:
+        return
+    spec = importlib.util.find_spec("pypinyin")
+    if spec is None:
+        return  # not installed: LightRAG falls back to plain sorting by itself
+    stand_in = _DeferredModule("pypinyin")
+    stand_in.__spec__ = spec
+    sys.modules["pypinyin"] = stand_in
+
+
 class Graphs:
     """The LightRAG instances of one storage folder, opened on first use."""
 
@@ -184,6 +214,7 @@ class Graphs:
     async def get(self, workspace: str) -> Any:
         async with self._opening:
             if workspace not in self._instances:
+                defer_pypinyin()
                 from lightrag import LightRAG
                 from lightrag.utils import EmbeddingFunc, Tokenizer
 
@@ -269,6 +300,7 @@ class Graphs:
         return {"stored": stored}
 
     async def recall(self, request: GraphRecallRequest) -> dict[str, Any]:
+        defer_pypinyin()
         from lightrag import QueryParam
 
         contexts = []

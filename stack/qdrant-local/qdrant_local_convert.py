@@ -78,6 +78,11 @@ def vector_params(params: models.VectorParams, where: str) -> edge.EdgeVectorPar
         distance=DISTANCES[params.distance],
         on_disk=params.on_disk,
         datatype=DATATYPES[params.datatype] if params.datatype is not None else None,
+        # Unless the request says where vectors live: not loaded ahead of use. qdrant-edge maps a
+        # segment's vector files twice (writable, read-only), and by default fills both when it opens
+        # a shard, which every reopen does (qdrant_local_engine.py); cold, only pages a search or a
+        # write touches are resident. Searches read them as fast once touched.
+        memory=edge.Memory.Cold if params.on_disk is None else None,
     )
 
 

@@ -28,6 +28,8 @@ written since it opened them.
 from __future__ import annotations
 
 import asyncio
+import ctypes
+import ctypes.util
 import fcntl
 import json
 import logging
@@ -113,6 +115,26 @@ DEFAULT_SEARCH_THREADS = 1
 
 # See EdgeEngine._maybe_reopen: below this many new points, fresh points cost little to search.
 REOPEN_MIN_WRITES = 10_000
+
+
+def _malloc_trim() -> Callable[[int], int] | None:
+    try:
+        return ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").malloc_trim
+    except (OSError, AttributeError):  # not glibc
+        return None
+
+
+_MALLOC_TRIM = _malloc_trim()
+
+
+def release_freed_memory() -> None:
+    """Gives the memory glibc's allocator keeps free back to the system (``malloc_trim``).
+
+    Closing a shard frees its in-memory structures (payload indexes, id tracker: ~100 MB at
+    100,000 points), but the allocator keeps the freed pages for later; after a reopen or a
+    deleted collection that memory stays resident unless handed back. A few milliseconds."""
+    if _MALLOC_TRIM is not None:
+        _MALLOC_TRIM(0)
 
 
 class EdgeEngine:
@@ -230,6 +252,7 @@ class EdgeEngine:
         doomed = os.path.join(os.path.dirname(collection.path), f".deleted-{uuid.uuid4().hex}")
         os.rename(collection.path, doomed)
         shutil.rmtree(doomed, ignore_errors=True)
+        release_freed_memory()
         return True
 
     def collection_info(self, name: str) -> models.CollectionInfo:
@@ -345,6 +368,7 @@ class EdgeEngine:
         collection.shard = self._load_shard(shard_dir, collection.config)
         collection.points_at_open = collection.shard.info().points_count
         collection.written_since_open = 0
+        release_freed_memory()
         log.info(
             "reopened %s after %d writes (%d points) in %.2f s",
             collection.name,

@@ -394,6 +394,12 @@ describe('the collection', () => {
       'project',
       'scope',
     ]);
+    // createdAtMs is read by range and ordered by, never matched by value: no lookup index (memory).
+    expect(info.payload_schema?.createdAtMs?.params).toMatchObject({
+      type: 'integer',
+      range: true,
+      lookup: false,
+    });
     // Opening again (another worker) neither fails nor duplicates anything.
     await expect(
       MemoryStore.open({ client: raw, collectionPrefix: `${prefix}_indexes` }),

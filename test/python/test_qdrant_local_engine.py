@@ -1,9 +1,10 @@
 """The embedded engine of the memory server (stack/qdrant-local/qdrant_local_engine.py) on a real
 qdrant-edge shard in a temporary folder: float16 collections, reopening a shard that grew, and
-loading a stored collection with the server's search threads."""
+loading a stored collection with the server's search threads; vector files not loaded ahead of use."""
 
 import asyncio
 import math
+import os
 import random
 import shutil
 import tempfile
@@ -40,6 +41,19 @@ def points(start: int, count: int, rng: random.Random) -> models.PointsList:
             ]
         }
     )
+
+
+def resident_kb(folder: str) -> int:
+    """Resident memory of this process's mappings of files under ``folder`` (from /proc/self/smaps)."""
+    total, counting = 0, False
+    with open("/proc/self/smaps", encoding="utf-8") as smaps:
+        for line in smaps:
+            fields = line.split()
+            if "-" in fields[0] and len(fields) >= 5 and ":" in fields[3]:  # a mapping's header line
+                counting = len(fields) >= 6 and fields[5].startswith(folder)
+            elif counting and fields[0] == "Rss:":
+                total += int(fields[1])
+    return total
 
 
 def query(vector: list[float], project: str, limit: int = 10) -> models.QueryRequest:
@@ -128,6 +142,41 @@ class EngineTest(unittest.TestCase):
         self.assertEqual(
             self.call(self.engine.collection_info, "grows").config.params.vectors.datatype, models.Datatype.FLOAT16
         )
+
+    def test_vectors_are_loaded_as_searches_touch_them_unless_the_collection_asks_for_ram(self) -> None:
+        self.addCleanup(setattr, qdrant_local_engine, "REOPEN_MIN_WRITES", qdrant_local_engine.REOPEN_MIN_WRITES)
+        qdrant_local_engine.REOPEN_MIN_WRITES = 1000
+        in_ram = models.CreateCollection.model_validate(
+            {"vectors": {"size": DIMENSION, "distance": "Cosine", "on_disk": False}}
+        )
+        self.call(self.engine.create_collection, "cold", create())
+        self.call(self.engine.create_collection, "in-ram", in_ram)
+        for name in ("cold", "in-ram"):
+            self.call(self.engine.upsert, name, points(0, 1200, random.Random(3)))  # reopened after this write
+            self.assertEqual(self.engine.get(name).points_at_open, 1200)
+
+        def vector_chunks(name: str) -> list[str]:
+            segments = os.path.join(self.engine.get(name).path, "shard", "segments")
+            return [
+                os.path.join(root, file)
+                for root, _, files in os.walk(segments)
+                for file in files
+                if os.path.basename(root) == "vectors" and file.startswith("chunk_")
+            ]
+
+        def resident_vectors_kb(name: str) -> int:
+            return sum(resident_kb(path) for path in vector_chunks(name))
+
+        # qdrant-edge maps each vector file twice; by default it fills the mappings when it opens a
+        # shard (here a whole 32 MB chunk, most of it not even written). The memory store's
+        # collections (no on_disk) leave them to the searches.
+        self.assertTrue(vector_chunks("cold"))
+        self.assertGreater(resident_vectors_kb("in-ram"), 1024)
+        self.assertEqual(resident_vectors_kb("cold"), 0)
+        probe = models.QueryRequest.model_validate({"query": unit_vector(self.rng), "limit": 3})
+        hits = self.call(self.engine.query, "cold", probe)
+        self.assertEqual(len(hits["points"]), 3)
+        self.assertGreater(resident_vectors_kb("cold"), 0)
 
 
 if __name__ == "__main__":
