@@ -23,7 +23,12 @@ const stackEnvSchema = z.object({
   TEMPORAL_UI_PORT: port.default(8233),
   RAY_HEAD_PORT: port.default(6379),
   RAY_DASHBOARD_PORT: port.default(8265),
-  RAY_CLIENT_SERVER_PORT: port.default(10001),
+  /**
+   * Ray Client (`ray://`) server on the head: 0, the default, runs none. Nothing in the stack uses it
+   * (workers and tasks reach the cluster through its GCS address) and its proxy process costs about
+   * 90 MB; set a port to serve `ray://` clients of your own.
+   */
+  RAY_CLIENT_SERVER_PORT: z.coerce.number().int().min(0).max(65535).default(0),
   QDRANT_PORT: port.default(6333),
   /** The Web UI's codec server (stack/codec-server.ts): shows blob-store references decoded. */
   PANTHEON_CODEC_PORT: port.default(8234),

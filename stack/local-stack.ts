@@ -213,8 +213,8 @@ export async function startRayHead(config: StackConfig): Promise<ServiceOutcome>
     '127.0.0.1',
     '--port',
     String(config.ray.headPort),
-    '--ray-client-server-port',
-    String(config.ray.clientServerPort),
+    // Ray Client only on a port asked for (loopback_ray.py starts none without the flag).
+    ...(config.ray.clientServerPort ? ['--ray-client-server-port', String(config.ray.clientServerPort)] : []),
     '--dashboard-host',
     '127.0.0.1',
     '--dashboard-port',

@@ -21,10 +21,14 @@ it back on for itself).
     python -m pantheon_runtime.loopback_ray start --head --node-ip-address 127.0.0.1 ...
 
 The node launcher (node_launcher.py) applies the same patch before it runs the
-CLI in its forked children.
+CLI in its forked children. A head started here serves Ray Client (`ray://`)
+only when `--ray-client-server-port` is given (see
+`serve_ray_client_only_when_asked`).
 """
 
 from __future__ import annotations
+
+import sys
 
 from ray._private import ray_constants, services
 
@@ -44,8 +48,23 @@ def keep_loopback_nodes() -> None:
     services.resolve_ip_for_localhost = resolve_ip
 
 
+def serve_ray_client_only_when_asked(argv: list[str]) -> None:
+    """`ray start --head` without `--ray-client-server-port` starts no Ray Client server.
+
+    Ray's CLI starts one on 10001 whenever `ray[client]` is installed (its proxy process is ~90 MB on
+    the head); the stack never uses it, so it runs only for a port it is given. Ray's own check
+    refuses port 0, hence telling its CLI the client is not available when no port is named.
+    """
+    if "--head" not in argv or any(a.startswith("--ray-client-server-port") for a in argv):
+        return
+    import ray.scripts.scripts as ray_cli
+
+    ray_cli.get_ray_client_dependency_error = lambda: "Ray Client is served only when --ray-client-server-port is given"
+
+
 def main() -> None:
     keep_loopback_nodes()
+    serve_ray_client_only_when_asked(sys.argv[1:])
     import ray.scripts.scripts as ray_cli
 
     ray_cli.main()

@@ -3,12 +3,14 @@
  * token even there (loopback is shared with every user of the host): every
  * listening socket of the stack's processes — Temporal, the memory server, the
  * Ray head and worker nodes with everything they started (GCS, raylets, object
- * managers, workers, Ray Client server, dashboard and its agents, metrics
+ * managers, workers, dashboard and its agents, metrics
  * export, runtime-env agent), the dispatcher host, and this worker's Ray bridge —
  * is bound to a loopback address (read from /proc, test/helpers/listeners.ts);
- * and Ray's GCS and dashboard refuse a caller without the token.
+ * and Ray's GCS and dashboard refuse a caller without the token. The head
+ * serves no Ray Client (`ray://`) unless RAY_CLIENT_SERVER_PORT asks for it.
  */
 import { spawnSync } from 'node:child_process';
+import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { isLoopbackHost, rayAuthHeaders } from '../../stack/ray-auth';
 import { REPO_ROOT } from '../../stack/config';
@@ -47,6 +49,18 @@ test('every socket the stack listens on is bound to loopback', async () => {
   expect(ports).toContain(stack.qdrant.port);
   expect(listeners.map((l) => l.command)).toEqual(expect.arrayContaining(['raylet', 'gcs_server']));
   expect(listeners.filter((l) => !isLoopbackHost(l.address))).toEqual([]);
+
+  // Nothing of the stack uses Ray Client: its proxy process does not run unless a port is asked for.
+  expect(stack.ray.clientServerPort).toBe(0);
+  const commandLines = [...stackProcessIds(stack)].map((pid) => {
+    try {
+      return fs.readFileSync(`/proc/${pid}/cmdline`, 'utf8').replaceAll('\0', ' ');
+    } catch {
+      return ''; // exited
+    }
+  });
+  expect(commandLines.some((c) => c.includes('--head'))).toBe(true); // the probe sees the head
+  expect(commandLines.filter((c) => c.includes('ray.util.client.server'))).toEqual([]);
 });
 
 test("Ray refuses a caller without the stack's token, on gRPC (GCS) and HTTP (dashboard)", async () => {
