@@ -19,6 +19,14 @@ make filtered reads touch only the matching points. Building HNSW blocks the
 engine while it runs (qdrant-edge's optimiser is synchronous), so it runs only
 when asked: at start with ``--optimize`` or through ``optimize()``.
 
+Memory: a collection's shard is opened when a request first uses it, not at
+start, and closed again once no request has used it for ``IDLE_CLOSE_S``
+(checked whenever another collection is used). Opening a shard reads its
+mapped payload-index pages whole, ~25-35 MB per collection however few points
+it holds, and LightRAG keeps one collection per graph workspace: with every
+collection open the server's idle RSS grew with the number of projects and
+agents (bench/README.md). Reopening costs a load (~0.2 s at 100,000 points).
+
 Speed: each shard searches with one thread (``DEFAULT_SEARCH_THREADS``), and a
 shard that grew by a quarter since it was opened is reopened (``_maybe_reopen``):
 qdrant-edge searches points it loaded from disk about twice as fast as points
@@ -88,7 +96,8 @@ def check_collection_name(name: str) -> str:
 class Collection:
     name: str
     path: str
-    shard: edge.EdgeShard
+    # None while closed: opened on first use (EdgeEngine.get), closed after IDLE_CLOSE_S unused.
+    shard: edge.EdgeShard | None
     # The create request as JSON (what GET /collections/{name} reports as config.params).
     config: dict[str, Any]
     # Expected dense dimension per vector name ("" for the unnamed vector).
@@ -96,6 +105,7 @@ class Collection:
     # Points in the shard when it was opened, and points written since: see EdgeEngine._maybe_reopen.
     points_at_open: int = 0
     written_since_open: int = 0
+    last_used: float = 0.0
 
 
 def _dimensions(config: dict[str, Any]) -> dict[str, int]:
@@ -115,6 +125,10 @@ DEFAULT_SEARCH_THREADS = 1
 
 # See EdgeEngine._maybe_reopen: below this many new points, fresh points cost little to search.
 REOPEN_MIN_WRITES = 10_000
+
+# A collection no request used for this long is closed (its shard's pages leave RSS); see the module
+# docstring. Long enough that an agent's collection stays open between the steps of a pipeline.
+IDLE_CLOSE_S = 600.0
 
 
 def _malloc_trim() -> Callable[[int], int] | None:
@@ -140,9 +154,17 @@ def release_freed_memory() -> None:
 class EdgeEngine:
     """The collections of one storage folder; see the module docstring."""
 
-    def __init__(self, storage_dir: str, search_threads: int = DEFAULT_SEARCH_THREADS) -> None:
+    def __init__(
+        self,
+        storage_dir: str,
+        search_threads: int = DEFAULT_SEARCH_THREADS,
+        idle_close_s: float = IDLE_CLOSE_S,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.storage_dir = os.path.abspath(storage_dir)
         self.search_threads = search_threads
+        self.idle_close_s = idle_close_s
+        self._clock = clock
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="qdrant-edge")
         self._collections: dict[str, Collection] = {}
         self._lock_fd: int | None = None
@@ -172,13 +194,10 @@ class EdgeEngine:
                 continue
             with open(os.path.join(path, CONFIG_FILE), encoding="utf-8") as handle:
                 config = json.load(handle)
-            shard = self._load_shard(os.path.join(path, SHARD_DIR), config)
-            self._collections[entry] = Collection(
-                entry, path, shard, config, _dimensions(config), points_at_open=shard.info().points_count
-            )
+            self._collections[entry] = Collection(entry, path, None, config, _dimensions(config))
             if optimize:
-                self._optimize(self._collections[entry])
-            log.info("loaded collection %s (%d points)", entry, shard.info().points_count)
+                self._optimize(self.get(entry))
+        log.info("found %d collections (each opened when first used)", len(self._collections))
 
     def _load_shard(self, path: str, stored: dict[str, Any]) -> edge.EdgeShard:
         """Opens a shard with this server's search threads; its stored config comes along, since
@@ -196,8 +215,7 @@ class EdgeEngine:
 
     def _close(self) -> None:
         for collection in self._collections.values():
-            collection.shard.flush()
-            collection.shard.close()
+            self._close_shard(collection)
         self._collections.clear()
         if self._lock_fd is not None:
             os.close(self._lock_fd)  # releases the flock
@@ -211,10 +229,37 @@ class EdgeEngine:
     # --- collections (engine thread only, like everything below)
 
     def get(self, name: str) -> Collection:
+        """The collection, its shard open (opened now if it was closed); closes the idle others."""
         collection = self._collections.get(name)
         if collection is None:
             raise CollectionNotFound(name)
+        now = self._clock()
+        collection.last_used = now
+        if collection.shard is None:
+            started = time.perf_counter()
+            collection.shard = self._load_shard(os.path.join(collection.path, SHARD_DIR), collection.config)
+            collection.points_at_open = collection.shard.info().points_count
+            collection.written_since_open = 0
+            log.info(
+                "opened %s (%d points) in %.2f s", name, collection.points_at_open, time.perf_counter() - started
+            )
+        for other in self._collections.values():
+            if other is not collection and other.shard is not None and now - other.last_used >= self.idle_close_s:
+                self._close_shard(other)
+                release_freed_memory()
+                log.info("closed %s after %.0f s unused", other.name, now - other.last_used)
         return collection
+
+    def is_open(self, name: str) -> bool:
+        collection = self._collections.get(name)
+        return collection is not None and collection.shard is not None
+
+    @staticmethod
+    def _close_shard(collection: Collection) -> None:
+        if collection.shard is not None:
+            collection.shard.flush()
+            collection.shard.close()
+            collection.shard = None
 
     def exists(self, name: str) -> bool:
         return name in self._collections
@@ -241,14 +286,15 @@ class EdgeEngine:
             shutil.rmtree(staging, ignore_errors=True)
             raise
         shard = self._load_shard(os.path.join(final, SHARD_DIR), stored)
-        self._collections[name] = Collection(name, final, shard, stored, _dimensions(stored))
+        self._collections[name] = Collection(name, final, shard, stored, _dimensions(stored), last_used=self._clock())
         return True
 
     def delete_collection(self, name: str) -> bool:
         collection = self._collections.pop(name, None)
         if collection is None:
             return False
-        collection.shard.close()
+        if collection.shard is not None:
+            collection.shard.close()
         doomed = os.path.join(os.path.dirname(collection.path), f".deleted-{uuid.uuid4().hex}")
         os.rename(collection.path, doomed)
         shutil.rmtree(doomed, ignore_errors=True)

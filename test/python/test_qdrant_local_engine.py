@@ -103,6 +103,36 @@ class EngineTest(unittest.TestCase):
         info = self.call(self.engine.collection_info, "half")
         self.assertEqual(info.config.params.vectors.datatype, models.Datatype.FLOAT16)
 
+    def test_collections_open_on_first_use_and_close_when_idle(self) -> None:
+        for name in ("a", "b", "c"):
+            self.call(self.engine.create_collection, name, create())
+            self.call(self.engine.upsert, name, points(0, 40, self.rng))
+        self.loop.run_until_complete(self.engine.close())
+        now = [1000.0]
+        self.engine = EdgeEngine(self.storage, idle_close_s=60.0, clock=lambda: now[0])
+        self.loop.run_until_complete(self.engine.open())
+        # A restart opens nothing: every collection is listed, none is loaded.
+        self.assertEqual(self.engine.names(), ["a", "b", "c"])
+        self.assertEqual([self.engine.is_open(n) for n in "abc"], [False, False, False])
+
+        count = models.CountRequest.model_validate({"exact": True})
+        self.assertEqual(self.call(self.engine.count, "a", count), {"count": 40})
+        self.assertEqual([self.engine.is_open(n) for n in "abc"], [True, False, False])
+        now[0] += 30
+        self.call(self.engine.upsert, "b", points(100, 5, self.rng))  # "a" was used 30 s ago: stays open
+        self.assertEqual([self.engine.is_open(n) for n in "abc"], [True, True, False])
+        now[0] += 45
+        with self.assertLogs("qdrant-local.engine", "INFO") as logs:
+            self.call(self.engine.count, "c", count)  # "a" unused for 75 s: closed; "b" for 45 s: open
+        self.assertIn("closed a after 75 s unused", "\n".join(logs.output))
+        self.assertEqual([self.engine.is_open(n) for n in "abc"], [False, True, True])
+        # A closed collection reopens with everything it held, writes since the restart included.
+        now[0] += 120
+        self.assertEqual(self.call(self.engine.count, "a", count), {"count": 40})
+        self.assertEqual(self.call(self.engine.count, "b", count), {"count": 45})
+        self.assertTrue(self.call(self.engine.delete_collection, "c"))  # closed by then: deleted all the same
+        self.assertEqual(self.engine.names(), ["a", "b"])
+
     def test_datatypes_the_engine_does_not_serve_are_refused(self) -> None:
         with self.assertRaises(Unsupported):
             self.call(self.engine.create_collection, "bytes", create("uint8"))
