@@ -3,10 +3,11 @@
  * the virtualenv, and its result read back with `temporal workflow result`.
  */
 import { execFile } from 'node:child_process';
+import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { promisify } from 'node:util';
 import { loadStackConfig, REPO_ROOT } from '../../stack/config';
-import { startTestEnv, uniqueId, type TestEnv } from '../helpers/test-env';
+import { startTestEnv, uniqueId, waitUntil, type TestEnv } from '../helpers/test-env';
 
 const run = promisify(execFile);
 const TEMPORAL = path.join(REPO_ROOT, '.venv', 'bin', 'temporal');
@@ -72,4 +73,33 @@ test("the dev server's database runs with the stack's SQLite settings (WAL journ
     db,
   ]);
   expect(stdout.trim()).toBe('wal');
+});
+
+test('temporal workflow stack shows where a running pipeline waits, in its TypeScript files and lines', async () => {
+  // The worker's bundle maps lines to files but carries no source text (stack/workflow-bundle.ts says why).
+  const bundle = fs.readFileSync(process.env.PANTHEON_WORKFLOW_BUNDLE!, 'utf8');
+  const inlineMap = bundle.slice(bundle.lastIndexOf('base64,') + 'base64,'.length);
+  const sourceMap = JSON.parse(Buffer.from(inlineMap, 'base64').toString()) as {
+    sources: string[];
+    sourcesContent?: unknown[];
+  };
+  expect(sourceMap.sourcesContent).toBeUndefined();
+  expect(sourceMap.sources.some((s) => s.endsWith(path.join('workflows', 'pipeline', 'pipeline.ts')))).toBe(true);
+
+  const handle = await env.startPipeline({
+    name: 'stack',
+    project: 'acme',
+    steps: [{ id: 'nap', task: 'pantheon_tasks.testkit:sleep', args: [60] }],
+  });
+  const address = ['--address', env.config.temporal.address];
+  let stack = '';
+  await waitUntil('the pipeline waits on its step', async () => {
+    const { stdout } = await run(TEMPORAL, ['workflow', 'stack', ...address, '--workflow-id', handle.workflowId]);
+    stack = stdout;
+    return stdout.includes('step-execution.ts') ? true : undefined;
+  });
+  expect(stack).toMatch(/at DagPipeline\.runToEnd \([^)]*workflows\/pipeline\/pipeline\.ts:\d+:\d+\)/);
+  // Cancelled, not terminated: the step's Ray task stops too instead of holding a CPU for a minute.
+  await handle.cancel();
+  await expect(handle.result()).rejects.toThrow();
 });
