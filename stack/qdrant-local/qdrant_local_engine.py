@@ -237,18 +237,29 @@ class EdgeEngine:
         collection.last_used = now
         if collection.shard is None:
             started = time.perf_counter()
-            collection.shard = self._load_shard(os.path.join(collection.path, SHARD_DIR), collection.config)
-            collection.points_at_open = collection.shard.info().points_count
-            collection.written_since_open = 0
+            self._open_shard(collection)
             log.info(
                 "opened %s (%d points) in %.2f s", name, collection.points_at_open, time.perf_counter() - started
             )
-        for other in self._collections.values():
-            if other is not collection and other.shard is not None and now - other.last_used >= self.idle_close_s:
-                self._close_shard(other)
-                release_freed_memory()
-                log.info("closed %s after %.0f s unused", other.name, now - other.last_used)
+        self._close_idle(now, keep=collection)
         return collection
+
+    def _open_shard(self, collection: Collection) -> None:
+        collection.shard = self._load_shard(os.path.join(collection.path, SHARD_DIR), collection.config)
+        collection.points_at_open = collection.shard.info().points_count
+        collection.written_since_open = 0
+
+    def _close_idle(self, now: float, keep: Collection) -> None:
+        """Closes the shards (but `keep`'s) no request has used for `idle_close_s`, then hands their memory
+        back once."""
+        closed = 0
+        for other in self._collections.values():
+            if other is not keep and other.shard is not None and now - other.last_used >= self.idle_close_s:
+                self._close_shard(other)
+                closed += 1
+                log.info("closed %s after %.0f s unused", other.name, now - other.last_used)
+        if closed:
+            release_freed_memory()
 
     def is_open(self, name: str) -> bool:
         collection = self._collections.get(name)
@@ -408,12 +419,8 @@ class EdgeEngine:
         if grown < max(REOPEN_MIN_WRITES, collection.points_at_open // 4):
             return
         started = time.perf_counter()
-        shard_dir = os.path.join(collection.path, SHARD_DIR)
-        collection.shard.flush()
-        collection.shard.close()
-        collection.shard = self._load_shard(shard_dir, collection.config)
-        collection.points_at_open = collection.shard.info().points_count
-        collection.written_since_open = 0
+        self._close_shard(collection)
+        self._open_shard(collection)
         release_freed_memory()
         log.info(
             "reopened %s after %d writes (%d points) in %.2f s",
